@@ -1,0 +1,92 @@
+//! The `mash` command line: one binary, a subcommand per role.
+
+use clap::{Parser, Subcommand};
+use sea_orm_migration::{MigrationStatus, MigratorTrait};
+
+use crate::{config::Config, migration::Migrator, startup::Application};
+
+#[derive(Debug, Parser)]
+#[command(name = "mash", version, about = "Greenhouse platform backend in one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (the default).
+    Serve,
+    /// Apply, roll back or list schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Print the OpenAPI document as JSON.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the newest migrations (one by default).
+    Down {
+        /// How many to roll back.
+        #[arg(long, default_value_t = 1, conflicts_with = "all")]
+        steps: u32,
+        /// Roll back every migration.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+/// Runs the parsed command. Returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        // Needs no configuration and no database.
+        let doc = crate::http::router::openapi().to_pretty_json()?;
+        println!("{doc}");
+        return Ok(());
+    }
+    let config = Config::from_env()?;
+    crate::logging::init(config.log_format, &config.log_level);
+    match command {
+        Command::Serve => {
+            tracing::info!(database = ?config.database.url, "starting");
+            Application::build(config).await?.run().await
+        }
+        Command::Migrate { action } => migrate(&config, action).await,
+        Command::Openapi => unreachable!("handled above"),
+    }
+}
+
+async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    let db = crate::db::connect(&config.database).await?;
+    match action {
+        MigrateAction::Up => {
+            Migrator::up(&db, None).await?;
+            println!("migrations applied");
+        }
+        MigrateAction::Down { steps, all } => {
+            Migrator::down(&db, if all { None } else { Some(steps) }).await?;
+            println!(
+                "rolled back {}",
+                if all { "every migration".to_string() } else { format!("{steps} migration(s)") }
+            );
+        }
+        MigrateAction::Status => {
+            for m in Migrator::get_migration_with_status(&db).await? {
+                let status = match m.status() {
+                    MigrationStatus::Applied => "applied",
+                    MigrationStatus::Pending => "pending",
+                };
+                println!("{status:8} {}", m.name());
+            }
+        }
+    }
+    db.close().await?;
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Typed configuration, read from the environment (and `.env`) and validated once at startup.
+//!
+//! A bad value stops the start with one line naming the variable and what is wrong
+//! (`ConfigError`), so operators never chase a misconfiguration through a stack trace.
+
+use std::{collections::HashMap, fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+
+/// A value that must never reach a log line. `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Where the data lives. Credentials inside the URL are redacted in `Debug`.
+#[derive(Clone)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// Replaces the password of a URL with `***` so it can be logged.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// Database settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    /// Pool size. SQLite gets a small pool of readers beside its single writer lock.
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` for every pooled connection.
+    pub statement_timeout: Duration,
+    /// SQLite `busy_timeout`.
+    pub busy_timeout: Duration,
+    /// How long `serve` keeps retrying a database that is not up yet before giving up.
+    pub connect_wait: Duration,
+}
+
+/// CORS: which browser origins may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin, and therefore never with credentials.
+    Any,
+    /// An explicit list; credentials are allowed for these.
+    List(Vec<String>),
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub allowed_origins: AllowedOrigins,
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    /// `Strict-Transport-Security` max-age; `None` leaves the header off (plain-HTTP deployments).
+    pub hsts_max_age: Option<u64>,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// Everything the process reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub redis_url: Option<Secret>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// Directory for local state (SQLite file, development keys).
+    pub data_dir: PathBuf,
+    /// Apply pending migrations when `serve` starts.
+    pub auto_migrate: bool,
+}
+
+/// One line naming the variable and what is wrong with it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+/// Reads variables from a map, so tests can build a config without touching the process env.
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn get(&self, var: &'static str) -> Option<&str> {
+        self.0.get(var).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|_| bad(var, format!("expected {expected}, got {raw:?}"))),
+        }
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(bad(var, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.parse(var, default as f64, "a number of seconds")?;
+        if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+            return Err(bad(var, format!("expected a number of seconds between 0 and 86400, got {secs}")));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+}
+
+impl Config {
+    /// Loads `.env` (when present) and reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is reported rather than ignored.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(bad(".env", e.to_string()));
+        }
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_map(&vars, std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    }
+
+    /// Builds the configuration from explicit variables. `stdout_is_tty` picks the default log format.
+    pub fn from_map(vars: &HashMap<String, String>, stdout_is_tty: bool) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let data_dir = PathBuf::from(env.get("MASH_DATA_DIR").unwrap_or("./data"));
+
+        let url = match env.get("DATABASE_URL") {
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("mash.db").display()),
+            Some(raw) => raw.to_string(),
+        };
+        let url = DatabaseUrl(url);
+        if !url.is_sqlite() && !url.is_postgres() {
+            return Err(bad(
+                "DATABASE_URL",
+                format!("expected a sqlite:// or postgres:// URL, got {:?}", redact_url(url.as_str())),
+            ));
+        }
+        if url.is_postgres() {
+            url::Url::parse(url.as_str()).map_err(|e| bad("DATABASE_URL", format!("not a valid URL: {e}")))?;
+        }
+        let default_pool = if url.is_sqlite() { 8 } else { 16 };
+        let max_connections: u32 = env.parse("DB_MAX_CONNECTIONS", default_pool, "a positive integer")?;
+        if max_connections == 0 || max_connections > 1000 {
+            return Err(bad("DB_MAX_CONNECTIONS", format!("expected 1..=1000, got {max_connections}")));
+        }
+        let min_connections: u32 = env.parse("DB_MIN_CONNECTIONS", 1.min(max_connections), "a non-negative integer")?;
+        if min_connections > max_connections {
+            return Err(bad("DB_MIN_CONNECTIONS", "must not exceed DB_MAX_CONNECTIONS"));
+        }
+        let database = DatabaseConfig {
+            url,
+            max_connections,
+            min_connections,
+            acquire_timeout: env.seconds("DB_ACQUIRE_TIMEOUT_SECS", 5)?,
+            statement_timeout: env.seconds("DB_STATEMENT_TIMEOUT_SECS", 30)?,
+            busy_timeout: env.seconds("SQLITE_BUSY_TIMEOUT_SECS", 5)?,
+            connect_wait: env.seconds("DB_CONNECT_WAIT_SECS", 60)?,
+        };
+
+        let host = env.parse("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address such as 0.0.0.0 or 127.0.0.1")?;
+        let port = env.parse("PORT", 3000u16, "a port number 0..=65535")?;
+        let allowed_origins = parse_origins(env.get("ALLOWED_ORIGINS"))?;
+        let body_limit: usize = env.parse("HTTP_BODY_LIMIT_BYTES", 1024 * 1024, "a number of bytes")?;
+        if body_limit < 1024 {
+            return Err(bad("HTTP_BODY_LIMIT_BYTES", "must be at least 1024"));
+        }
+        let hsts_max_age = match env.get("HSTS_MAX_AGE_SECS") {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<u64>()
+                    .map_err(|_| bad("HSTS_MAX_AGE_SECS", format!("expected a number of seconds, got {raw:?}")))?,
+            ),
+        };
+        let http = HttpConfig {
+            host,
+            port,
+            allowed_origins,
+            request_timeout: env.seconds("HTTP_REQUEST_TIMEOUT_SECS", 30)?,
+            body_limit,
+            hsts_max_age,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
+        };
+
+        let redis_url = match env.get("REDIS_URL") {
+            None => None,
+            Some(raw) => {
+                if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
+                    return Err(bad("REDIS_URL", "expected a redis:// or rediss:// URL"));
+                }
+                Some(Secret::new(raw))
+            }
+        };
+
+        let log_format = match env.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+            None if stdout_is_tty => LogFormat::Text,
+            None => LogFormat::Json,
+            Some("json") => LogFormat::Json,
+            Some("text" | "pretty") => LogFormat::Text,
+            Some(other) => return Err(bad("LOG_FORMAT", format!("expected json or text, got {other:?}"))),
+        };
+        let log_level = env.get("RUST_LOG").unwrap_or("info,sqlx=warn,sea_orm=warn").to_string();
+        tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| bad("RUST_LOG", e.to_string()))?;
+
+        Ok(Config {
+            database,
+            http,
+            redis_url,
+            metrics_token: env.get("METRICS_TOKEN").map(Secret::new),
+            log_format,
+            log_level,
+            data_dir,
+            auto_migrate: env.bool("MASH_AUTO_MIGRATE", true)?,
+        })
+    }
+}
+
+fn parse_origins(raw: Option<&str>) -> Result<AllowedOrigins, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(AllowedOrigins::List(Vec::new()));
+    };
+    let items: Vec<&str> = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if items.contains(&"*") {
+        if items.len() > 1 {
+            return Err(bad("ALLOWED_ORIGINS", "`*` cannot be combined with explicit origins"));
+        }
+        return Ok(AllowedOrigins::Any);
+    }
+    let mut origins = Vec::with_capacity(items.len());
+    for item in items {
+        let parsed = url::Url::parse(item).map_err(|_| bad("ALLOWED_ORIGINS", format!("{item:?} is not an origin")))?;
+        let is_bare_origin = matches!(parsed.scheme(), "http" | "https")
+            && parsed.host().is_some()
+            && parsed.path() == "/"
+            && parsed.query().is_none()
+            && !item.ends_with('/');
+        if !is_bare_origin {
+            return Err(bad("ALLOWED_ORIGINS", format!("{item:?} is not an origin (expected scheme://host[:port])")));
+        }
+        origins.push(item.to_string());
+    }
+    Ok(AllowedOrigins::List(origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_map(&map, false)
+    }
+
+    #[test]
+    fn defaults_are_zero_setup() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.database.url.is_sqlite());
+        assert!(c.database.url.as_str().contains("data/mash.db"));
+        assert_eq!(c.http.port, 3000);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(Config::from_map(&HashMap::new(), true).unwrap().log_format, LogFormat::Text);
+        assert_eq!(c.http.allowed_origins, AllowedOrigins::List(vec![]));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(cfg(&[("PORT", "abc")]).unwrap_err().var, "PORT");
+        assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(cfg(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
+        assert_eq!(cfg(&[("ALLOWED_ORIGINS", "*,https://a.example")]).unwrap_err().var, "ALLOWED_ORIGINS");
+        assert_eq!(cfg(&[("ALLOWED_ORIGINS", "https://a.example/path")]).unwrap_err().var, "ALLOWED_ORIGINS");
+        assert_eq!(cfg(&[("DB_MAX_CONNECTIONS", "0")]).unwrap_err().var, "DB_MAX_CONNECTIONS");
+        assert_eq!(cfg(&[("HTTP_REQUEST_TIMEOUT_SECS", "-1")]).unwrap_err().var, "HTTP_REQUEST_TIMEOUT_SECS");
+        let line = cfg(&[("PORT", "99999")]).unwrap_err().to_string();
+        assert!(line.starts_with("invalid configuration: PORT:"), "{line}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db.internal/mash"),
+            ("REDIS_URL", "redis://:sekrit@cache:6379"),
+        ])
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(!dbg.contains("sekrit"), "{dbg}");
+        assert!(dbg.contains("db.internal"));
+    }
+
+    #[test]
+    fn origins_parse() {
+        assert_eq!(cfg(&[("ALLOWED_ORIGINS", "*")]).unwrap().http.allowed_origins, AllowedOrigins::Any);
+        assert_eq!(
+            cfg(&[("ALLOWED_ORIGINS", "https://a.example, http://localhost:5173")]).unwrap().http.allowed_origins,
+            AllowedOrigins::List(vec!["https://a.example".into(), "http://localhost:5173".into()])
+        );
+    }
+}

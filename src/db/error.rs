@@ -1,0 +1,70 @@
+//! Turns database errors into `AppError`s, the same way for SQLite and PostgreSQL.
+
+use sea_orm::{DbErr, RuntimeErr, SqlErr, sqlx};
+
+use crate::http::AppError;
+
+/// See `impl From<DbErr> for AppError`.
+pub fn classify(err: DbErr) -> AppError {
+    if let Some(sql) = err.sql_err() {
+        return match sql {
+            SqlErr::UniqueConstraintViolation(detail) => AppError::Conflict(unique_message(&detail)),
+            SqlErr::ForeignKeyConstraintViolation(_) => {
+                AppError::Conflict("the change refers to a record that does not exist or is still referenced".into())
+            }
+            _ => AppError::Internal(err.into()),
+        };
+    }
+    match &err {
+        DbErr::RecordNotFound(what) => AppError::NotFound(format!("{what} not found")),
+        DbErr::ConnectionAcquire(_) => AppError::Unavailable("database unavailable".into()),
+        DbErr::Conn(_) => AppError::Unavailable("database unavailable".into()),
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) if is_outage(e) => {
+            AppError::Unavailable("database unavailable".into())
+        }
+        _ => AppError::Internal(err.into()),
+    }
+}
+
+fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL: statement timeout / cancelled, admin shutdown, cannot connect now.
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57014" | "57P01" | "57P02" | "57P03"))
+                // SQLite: SQLITE_BUSY / SQLITE_LOCKED after busy_timeout.
+                || matches!(db.code().as_deref(), Some("5" | "6" | "517" | "262"))
+        }
+        _ => false,
+    }
+}
+
+/// Names the field of a unique violation when the database says which one it was,
+/// e.g. "users.email already exists" (SQLite) or the constraint name (PostgreSQL).
+fn unique_message(detail: &str) -> String {
+    // SQLite: "UNIQUE constraint failed: users.email"
+    if let Some(cols) = detail.split("UNIQUE constraint failed: ").nth(1) {
+        let fields: Vec<&str> = cols.split(',').map(|c| c.trim().rsplit('.').next().unwrap_or(c)).collect();
+        return format!("{} already exists", fields.join(", "));
+    }
+    // PostgreSQL: "duplicate key value violates unique constraint \"uq_users_email\""
+    if let Some(name) = detail.split('"').nth(1) {
+        let field = name.trim_start_matches("uq_").trim_start_matches("idx_");
+        return format!("{field} already exists");
+    }
+    "a record with these values already exists".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_message;
+
+    #[test]
+    fn names_the_field() {
+        assert_eq!(unique_message("UNIQUE constraint failed: users.email"), "email already exists");
+        assert_eq!(
+            unique_message("duplicate key value violates unique constraint \"uq_users_email\""),
+            "users_email already exists"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Mash: the greenhouse platform backend. See `docs/architecture.md` for the map.
+
+pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod migration;
+pub mod startup;
+pub mod state;
+pub mod util;
+
+pub use config::Config;
+pub use startup::Application;
+pub use state::AppState;

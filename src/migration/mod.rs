@@ -1,0 +1,15 @@
+//! Schema migrations, written once in SeaQuery so they run on SQLite and PostgreSQL alike.
+//! Every migration has a working `down`; tests run up, down and up again on both databases.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_core::Migration)]
+    }
+}

@@ -1,0 +1,98 @@
+//! Building and running the application: connect, migrate, bind, serve, shut down cleanly.
+
+use std::{future::Future, net::SocketAddr};
+
+use axum::Router;
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+
+use crate::{config::Config, migration::Migrator, state::AppState};
+
+/// A bound, ready-to-serve application. `build` binds the listener (port 0 works), so the
+/// caller knows the address before serving starts.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database (waiting for it), applies migrations unless disabled, and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Router::new()).await
+    }
+
+    /// As [`build`](Self::build), with extra routes under the same middleware stack.
+    pub async fn build_with(config: Config, extra: Router<AppState>) -> anyhow::Result<Self> {
+        let db = crate::db::connect(&config.database).await?;
+        if config.auto_migrate {
+            Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+        }
+        let addr = SocketAddr::new(config.http.host, config.http.port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let state = AppState::new(config, db)?;
+        let router = crate::http::router::build(&state, extra);
+        Ok(Self { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains requests in flight
+    /// for at most `SHUTDOWN_GRACE_SECS`.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let grace = self.state.config.http.shutdown_grace;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+                tracing::info!("shutdown requested; draining requests in flight");
+            });
+        let deadline = async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            res = serve => res.map_err(|e| anyhow::anyhow!("server error: {e}"))?,
+            () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; closing remaining connections"),
+        }
+        self.state.db.clone().close().await.ok();
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Serves until SIGTERM or SIGINT.
+    pub async fn run(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "listening");
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Resolves on SIGTERM (orchestrators) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

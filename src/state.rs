@@ -1,0 +1,68 @@
+//! Shared application state, cloned cheaply into every handler.
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::OnceCell;
+
+use crate::{config::Config, metrics::Metrics};
+
+/// Everything handlers share. An `Arc` inside, so cloning is a reference count.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub redis: Option<Redis>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, db: DatabaseConnection) -> anyhow::Result<Self> {
+        let redis = match &config.redis_url {
+            Some(url) => Some(Redis::new(url.expose())?),
+            None => None,
+        };
+        Ok(Self(Arc::new(Inner { config, db, redis, metrics: Metrics::new() })))
+    }
+}
+
+/// A Redis connection made on first use and then kept (and re-established) by the
+/// connection manager, so a Redis that is down at start makes us *not ready*, not dead.
+pub struct Redis {
+    client: redis::Client,
+    conn: OnceCell<redis::aio::ConnectionManager>,
+}
+
+impl Redis {
+    fn new(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+        Ok(Self { client, conn: OnceCell::new() })
+    }
+
+    /// The shared connection, connecting on first use.
+    pub async fn conn(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        self.conn
+            .get_or_try_init(|| redis::aio::ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+            .cloned()
+    }
+
+    /// `PING`, for readiness.
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+    }
+}

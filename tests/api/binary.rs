@@ -1,0 +1,166 @@
+//! The `mash` binary itself: zero-setup start, JSON logs with request ids, SIGTERM,
+//! configuration errors, waiting for the database, and the migrate/openapi subcommands.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use crate::helpers::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mash");
+
+/// A clean environment: only what the test gives, so a developer's `.env` or shell
+/// variables cannot leak in. (`.env` is read from the working directory, a temp dir here.)
+fn mash(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts `mash serve` and collects its stdout lines on a channel.
+fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = mash(dir, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for the "listening" log line and returns the bound address.
+fn wait_listening(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server printed no listening line");
+        seen.push(line.clone());
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
+        if v["message"] == "listening" {
+            return v["addr"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill -TERM failed");
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_is_ready_logs_json_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // No DATABASE_URL: the default SQLite file under ./data is created.
+    let (mut child, rx) = start(dir.path(), &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json")]);
+    let mut lines = Vec::new();
+    let addr = wait_listening(&rx, &mut lines);
+    assert!(dir.path().join("data/mash.db").exists(), "the SQLite file is created under ./data");
+
+    let client = reqwest::Client::new();
+    let res =
+        client.get(format!("http://{addr}/health/ready")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM, got {status}");
+    lines.extend(rx.try_iter());
+    let tagged: Vec<&String> = lines.iter().filter(|l| l.contains("trace-me-42")).collect();
+    assert!(!tagged.is_empty(), "the request's log lines carry its id: {lines:#?}");
+    for line in &tagged {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["span"]["request_id"], "trace-me-42", "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn serve_uses_the_configured_database() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, rx) = start(
+        dir.path(),
+        &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json"), ("DATABASE_URL", db.url.as_str())],
+    );
+    let addr = wait_listening(&rx, &mut Vec::new());
+    let res = reqwest::get(format!("http://{addr}/health/ready")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [("PORT", "not-a-port"), ("LOG_FORMAT", "xml"), ("DATABASE_URL", "mysql://nope")] {
+        let out = mash(dir.path(), &[(var, value)]).arg("serve").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(var), "names {var}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_database_is_retried_with_a_log_line_per_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mash(
+        dir.path(),
+        &[
+            ("DATABASE_URL", "postgres://postgres:pw@127.0.0.1:1/mash"),
+            ("DB_CONNECT_WAIT_SECS", "1.5"),
+            ("LOG_FORMAT", "json"),
+        ],
+    )
+    .arg("serve")
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let retries = stdout.lines().filter(|l| l.contains("retrying")).count();
+    assert!(retries >= 2, "expected several tries, each logged: {stdout}");
+    assert!(!stdout.contains(":pw@"), "the password never reaches the log");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("cannot connect to the database"), "{stderr}");
+}
+
+#[tokio::test]
+async fn migrate_subcommands_report_and_change_the_schema() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out =
+            mash(dir.path(), &[("DATABASE_URL", db.url.as_str()), ("LOG_FORMAT", "json")]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run(&["migrate", "status"]).contains("pending  m20261122_000001_core"));
+    run(&["migrate", "up"]);
+    assert!(run(&["migrate", "status"]).contains("applied  m20261122_000001_core"));
+    run(&["migrate", "down"]);
+    assert!(run(&["migrate", "status"]).contains("pending  m20261122_000001_core"));
+    run(&["migrate", "up"]);
+    run(&["migrate", "down", "--all"]);
+    assert!(run(&["migrate", "status"]).contains("pending"));
+}
+
+#[test]
+fn openapi_subcommand_prints_the_spec_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mash(dir.path(), &[]).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/health/ready"].is_object());
+    assert!(!dir.path().join("data").exists(), "openapi touches no database");
+}

@@ -1,0 +1,142 @@
+//! `spawn_app()`: the real application on port 0 against a fresh database — a temporary
+//! SQLite file, or a fresh PostgreSQL database (created, and dropped afterwards) when
+//! `MASH_TEST_DATABASE_URL` is set. The same test bodies run on both.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use axum::Router;
+use mash::{AppState, Application, Config};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    /// Held so the database lives (and a PostgreSQL one is dropped) with the app.
+    _db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request failed")
+    }
+
+    /// Asks the server to stop (as SIGTERM would) and returns its task.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server running")
+    }
+}
+
+/// A fresh database for one test; PostgreSQL databases are dropped when it goes away.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        match std::env::var("MASH_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty()) {
+            Some(admin_url) => {
+                let name = format!("mash_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = Database::connect(&admin_url).await.expect("MASH_TEST_DATABASE_URL is set but unreachable");
+                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+                admin.close().await.ok();
+                let mut url = url::Url::parse(&admin_url).expect("MASH_TEST_DATABASE_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                TestDb { url: url.to_string(), _dir: None, pg: Some((admin_url, name)) }
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("mash.db").display());
+                TestDb { url, _dir: Some(dir), pg: None }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg.take() {
+            // Drop cannot await; a short-lived runtime on its own thread does the cleanup.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ =
+                            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                        admin.close().await.ok();
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Configuration for a test app: loopback, port 0, the given database, plus overrides.
+pub fn test_config(db: &TestDb, overrides: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("LOG_FORMAT".into(), "json".into()),
+        ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into())),
+        ("DB_MAX_CONNECTIONS".into(), "4".into()),
+    ]);
+    for (k, v) in overrides {
+        vars.insert((*k).into(), (*v).into());
+    }
+    Config::from_map(&vars, false).expect("valid test config")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[], Router::new()).await
+}
+
+/// Starts the application with config overrides and extra routes under the same middleware.
+pub async fn spawn_app_with(overrides: &[(&str, &str)], extra: Router<AppState>) -> TestApp {
+    let db = TestDb::new().await;
+    let config = test_config(&db, overrides);
+    mash::logging::init(config.log_format, &config.log_level);
+    let app = Application::build_with(config, extra).await.expect("application builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestApp { addr, client, state, _db: db, shutdown: Some(tx), server: Some(server) }
+}
+
+/// Asserts the contract's error shape and returns the body.
+pub async fn assert_error(res: reqwest::Response, status: u16, path: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "unexpected status");
+    let header_id = res.headers().get("x-request-id").expect("x-request-id").to_str().unwrap().to_owned();
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let body: serde_json::Value = res.json().await.expect("JSON error body");
+    assert_eq!(body["statusCode"], status, "{body}");
+    assert!(body["error"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+    assert!(body["message"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+    assert_eq!(body["path"], path, "{body}");
+    assert_eq!(body["requestId"], header_id.as_str(), "{body}");
+    let ts = body["timestamp"].as_str().expect("timestamp");
+    chrono::DateTime::parse_from_rfc3339(ts).expect("RFC 3339 timestamp");
+    assert!(ts.ends_with('Z'), "UTC timestamp: {ts}");
+    body
+}
