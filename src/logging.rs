@@ -15,6 +15,10 @@ pub fn init(format: LogFormat, filter: &str) {
                 fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_target(true),
             )
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Text => {
+            // Colours only for a terminal: escape codes in a file or pipe are noise.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            registry.with(fmt::layer().compact().with_ansi(ansi)).try_init()
+        }
     };
 }

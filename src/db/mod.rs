@@ -62,6 +62,10 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Database(_))
 }
 
+/// Pools skip sqlx's ping-before-acquire: sqlx 0.9 already pings every connection when it
+/// goes *back* to the pool (dropping broken ones), so a second ping on the way out would cost
+/// a round trip per request for nothing. A connection that dies while idle fails its next
+/// statement, which maps to 503, and is replaced.
 async fn try_connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, sqlx::Error> {
     if cfg.url.is_sqlite() {
         let opts = sqlite_options(cfg)?;
@@ -71,6 +75,7 @@ async fn try_connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, sqlx::E
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
             .acquire_timeout(cfg.acquire_timeout)
@@ -88,6 +93,7 @@ async fn try_connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, sqlx::E
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
         sqlx::Connection::close(probe).await.ok();
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
             .acquire_timeout(cfg.acquire_timeout)
@@ -115,7 +121,8 @@ fn sqlite_options(cfg: &DatabaseConfig) -> Result<SqliteConnectOptions, sqlx::Er
         .pragma("temp_store", "memory"))
 }
 
-/// One trivial round trip, for readiness checks.
+/// One trivial round trip, for readiness checks: a protocol-level ping (PostgreSQL `Sync`,
+/// answered `ReadyForQuery`), the cheapest exchange that proves the server answers.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     db.ping().await
 }

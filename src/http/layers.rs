@@ -20,9 +20,8 @@ use tower_http::{
     },
     cors::{AllowOrigin, CorsLayer},
     timeout::TimeoutLayer,
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::TraceLayer,
 };
-use tracing::Level;
 
 use super::error::{AppError, ErrorBody, ErrorInfo, default_message};
 use crate::{config::AllowedOrigins, metrics::HttpLabels, state::AppState};
@@ -57,7 +56,8 @@ pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
+                // The access line is written by `track_metrics`, which knows the route.
+                .on_response(()),
         )
         .layer(middleware::from_fn(request_id))
 }
@@ -79,7 +79,13 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     res
 }
 
-/// Counts and times every request by route template.
+/// Probes and scrapes arrive every few seconds forever; their access lines are debug-level so
+/// they do not drown the log (and do not cost a formatted line per probe).
+fn is_probe_route(route: &str) -> bool {
+    route.starts_with("/health/") || route == "/metrics"
+}
+
+/// Counts and times every request by route template, and writes the access log line.
 async fn track_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route =
@@ -94,9 +100,17 @@ async fn track_metrics(State(state): State<AppState>, req: Request, next: Next) 
     metrics.http_in_flight.inc();
     let res = next.run(req).await;
     metrics.http_in_flight.dec();
-    let labels = HttpLabels { method, route, status: res.status().as_u16() };
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16();
+    let latency_us = elapsed.as_micros() as u64;
+    if is_probe_route(&route) {
+        tracing::debug!(status, latency_us, route = %route, "request finished");
+    } else {
+        tracing::info!(status, latency_us, route = %route, "request finished");
+    }
+    let labels = HttpLabels { method, route, status };
     metrics.http_requests.get_or_create(&labels).inc();
-    metrics.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    metrics.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     res
 }
 

@@ -66,9 +66,15 @@ async fn serve_with_no_configuration_is_ready_logs_json_and_stops_on_sigterm() {
     assert!(dir.path().join("data/mash.db").exists(), "the SQLite file is created under ./data");
 
     let client = reqwest::Client::new();
-    let res =
-        client.get(format!("http://{addr}/health/ready")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let res = client.get(format!("http://{addr}/health/ready")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    let res = client
+        .get(format!("http://{addr}/api/v1/no-such-route"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
 
     sigterm(&child);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
@@ -80,6 +86,12 @@ async fn serve_with_no_configuration_is_ready_logs_json_and_stops_on_sigterm() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["span"]["request_id"], "trace-me-42", "{line}");
     }
+    let access = tagged.iter().find(|l| l.contains("request finished")).expect("an access line");
+    let v: serde_json::Value = serde_json::from_str(access).unwrap();
+    assert_eq!((v["status"].as_u64(), v["route"].as_str()), (Some(404), Some("unmatched")), "{access}");
+    let access = tagged.iter().find(|l| l.contains("request finished")).expect("an access line");
+    let v: serde_json::Value = serde_json::from_str(access).unwrap();
+    assert_eq!((v["status"].as_u64(), v["route"].as_str()), (Some(404), Some("unmatched")), "{access}");
     assert!(lines.iter().any(|l| l.contains("\"stopped\"")), "{lines:#?}");
 }
 
