@@ -104,12 +104,53 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Development (the default) creates missing keys in the data directory; production refuses to
+/// start without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Identity settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Ed25519 PKCS#8 PEM; required in production.
+    pub jwt_private_key: Option<Secret>,
+    /// The previous key (public or private PEM), still accepted for verification.
+    pub jwt_previous_key: Option<Secret>,
+    /// 32 bytes, base64: encrypts TOTP secrets at rest. Required in production.
+    pub mfa_encryption_key: Option<Secret>,
+    /// Base of links in emails, e.g. `https://app.example.com`.
+    pub public_url: String,
+    /// Failed password logins per account within `lockout_window` that lock it.
+    pub lockout_threshold: u32,
+    pub lockout_window: Duration,
+    pub lockout_duration: Duration,
+    /// Requests per minute per client IP on the sign-in routes.
+    pub ip_rate_per_minute: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+    /// How often revocations are re-read from the database (a safety net beside Redis).
+    pub revocation_sync: Duration,
+    /// Seed admin (read by `mash seed`).
+    pub seed_admin_email: Option<String>,
+    pub seed_admin_password: Option<Secret>,
+}
+
 /// Everything the process reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub redis_url: Option<Secret>,
+    /// `smtp://user:pass@host:587` (STARTTLS with `?tls=required`) or `smtps://…`; without it,
+    /// mail is written to the log.
+    pub smtp_url: Option<Secret>,
+    /// The `From:` of outgoing mail.
+    pub mail_from: String,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
     pub log_format: LogFormat,
@@ -118,6 +159,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Apply pending migrations when `serve` starts.
     pub auto_migrate: bool,
+    pub environment: Environment,
+    pub auth: AuthConfig,
 }
 
 /// One line naming the variable and what is wrong with it.
@@ -260,11 +303,76 @@ impl Config {
         let log_level = env.get("RUST_LOG").unwrap_or("info,sqlx=warn,sea_orm=warn").to_string();
         tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| bad("RUST_LOG", e.to_string()))?;
 
+        let environment = match env.get("MASH_ENV").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development" | "dev") => Environment::Development,
+            Some("production" | "prod") => Environment::Production,
+            Some(other) => return Err(bad("MASH_ENV", format!("expected development or production, got {other:?}"))),
+        };
+        let read_secret = |var: &'static str, file_var: &'static str| -> Result<Option<Secret>, ConfigError> {
+            match (env.get(var), env.get(file_var)) {
+                (Some(v), _) => Ok(Some(Secret::new(v.replace("\\n", "\n")))),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map(|v| Some(Secret::new(v)))
+                    .map_err(|e| bad(file_var, format!("cannot read {path:?}: {e}"))),
+                (None, None) => Ok(None),
+            }
+        };
+        let jwt_private_key = read_secret("JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_FILE")?;
+        let mfa_encryption_key = read_secret("MFA_ENCRYPTION_KEY", "MFA_ENCRYPTION_KEY_FILE")?;
+        if environment == Environment::Production {
+            if jwt_private_key.is_none() {
+                return Err(bad("JWT_PRIVATE_KEY", "required when MASH_ENV=production (or set JWT_PRIVATE_KEY_FILE)"));
+            }
+            if mfa_encryption_key.is_none() {
+                return Err(bad("MFA_ENCRYPTION_KEY", "required when MASH_ENV=production (32 bytes, base64)"));
+            }
+        }
+        let access_ttl = env.seconds("ACCESS_TOKEN_TTL_SECS", 900)?;
+        let refresh_days: u64 = env.parse("REFRESH_TOKEN_TTL_DAYS", 30, "a number of days")?;
+        if !(1..=365).contains(&refresh_days) {
+            return Err(bad("REFRESH_TOKEN_TTL_DAYS", "expected 1..=365"));
+        }
+        let lockout_threshold: u32 = env.parse("LOGIN_LOCKOUT_THRESHOLD", 5, "a whole number")?;
+        if !(2..=100).contains(&lockout_threshold) {
+            return Err(bad("LOGIN_LOCKOUT_THRESHOLD", "expected 2..=100"));
+        }
+        let ip_rate_per_minute: u32 = env.parse("AUTH_RATE_LIMIT_PER_MINUTE", 60, "a whole number")?;
+        if ip_rate_per_minute == 0 {
+            return Err(bad("AUTH_RATE_LIMIT_PER_MINUTE", "must be at least 1"));
+        }
+        let public_url = env.get("PUBLIC_URL").unwrap_or("http://localhost:3000").trim_end_matches('/').to_string();
+        url::Url::parse(&public_url).map_err(|e| bad("PUBLIC_URL", format!("not a URL: {e}")))?;
+        let auth = AuthConfig {
+            access_ttl,
+            refresh_ttl: Duration::from_secs(refresh_days * 86_400),
+            jwt_private_key,
+            jwt_previous_key: read_secret("JWT_PREVIOUS_KEY", "JWT_PREVIOUS_KEY_FILE")?,
+            mfa_encryption_key,
+            public_url,
+            lockout_threshold,
+            lockout_window: env.seconds("LOGIN_LOCKOUT_WINDOW_SECS", 900)?,
+            lockout_duration: env.seconds("LOGIN_LOCKOUT_SECS", 900)?,
+            ip_rate_per_minute,
+            trust_proxy: env.bool("TRUST_PROXY_HEADERS", false)?,
+            revocation_sync: env.seconds("REVOCATION_SYNC_SECS", 10)?,
+            seed_admin_email: env.get("MASH_SEED_ADMIN_EMAIL").map(str::to_owned),
+            seed_admin_password: env.get("MASH_SEED_ADMIN_PASSWORD").map(Secret::new),
+        };
+
         Ok(Config {
+            environment,
+            auth,
             database,
             http,
             redis_url,
             metrics_token: env.get("METRICS_TOKEN").map(Secret::new),
+            smtp_url: env.get("SMTP_URL").map(Secret::new),
+            mail_from: {
+                let from = env.get("MAIL_FROM").unwrap_or("Mash <no-reply@localhost>").to_string();
+                from.parse::<lettre::message::Mailbox>()
+                    .map_err(|e| bad("MAIL_FROM", format!("not a mailbox: {e}")))?;
+                from
+            },
             log_format,
             log_level,
             data_dir,
@@ -344,6 +452,18 @@ mod tests {
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(!dbg.contains("sekrit"), "{dbg}");
         assert!(dbg.contains("db.internal"));
+    }
+
+    #[test]
+    fn production_requires_keys() {
+        assert_eq!(cfg(&[("MASH_ENV", "production")]).unwrap_err().var, "JWT_PRIVATE_KEY");
+        assert_eq!(
+            cfg(&[("MASH_ENV", "production"), ("JWT_PRIVATE_KEY", "pem")]).unwrap_err().var,
+            "MFA_ENCRYPTION_KEY"
+        );
+        assert!(cfg(&[("MASH_ENV", "production"), ("JWT_PRIVATE_KEY", "pem"), ("MFA_ENCRYPTION_KEY", "k")]).is_ok());
+        let c = cfg(&[("JWT_PRIVATE_KEY", "very-secret-pem")]).unwrap();
+        assert!(!format!("{c:?}").contains("very-secret-pem"));
     }
 
     #[test]

@@ -2,16 +2,20 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod migration;
 pub mod startup;
 pub mod state;
+pub mod users;
 pub mod util;
 
 pub use config::Config;

@@ -31,6 +31,8 @@ impl Application {
         let addr = SocketAddr::new(config.http.host, config.http.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let state = AppState::new(config, db)?;
+        // Sessions revoked within one access-token lifetime stay refused after a restart.
+        state.auth.revocations.sync_from_db(&state.db, None).await?;
         let router = crate::http::router::build(&state, extra);
         Ok(Self { listener, router, state })
     }
@@ -47,6 +49,7 @@ impl Application {
     /// for at most `SHUTDOWN_GRACE_SECS`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let grace = self.state.config.http.shutdown_grace;
+        let background = crate::background::spawn_all(&self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -62,6 +65,9 @@ impl Application {
         tokio::select! {
             res = serve => res.map_err(|e| anyhow::anyhow!("server error: {e}"))?,
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; closing remaining connections"),
+        }
+        for task in background {
+            task.abort();
         }
         self.state.db.clone().close().await.ok();
         tracing::info!("stopped");

@@ -5,7 +5,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
-use crate::{config::Config, metrics::Metrics};
+use crate::{auth::AuthState, config::Config, metrics::Metrics};
 
 /// Everything handlers share. An `Arc` inside, so cloning is a reference count.
 #[derive(Clone)]
@@ -16,6 +16,9 @@ pub struct Inner {
     pub db: DatabaseConnection,
     pub redis: Option<Redis>,
     pub metrics: Arc<Metrics>,
+    pub auth: AuthState,
+    /// Wakes the mail delivery task when a transaction queued mail.
+    pub mail_queued: tokio::sync::Notify,
 }
 
 impl Deref for AppState {
@@ -31,7 +34,15 @@ impl AppState {
             Some(url) => Some(Redis::new(url.expose())?),
             None => None,
         };
-        Ok(Self(Arc::new(Inner { config, db, redis, metrics: Metrics::new() })))
+        let auth = AuthState::new(&config)?;
+        Ok(Self(Arc::new(Inner {
+            config,
+            db,
+            redis,
+            metrics: Metrics::new(),
+            auth,
+            mail_queued: tokio::sync::Notify::new(),
+        })))
     }
 }
 

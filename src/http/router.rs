@@ -20,14 +20,39 @@ pub const API_PREFIX: &str = "/api/v1";
         license(name = "MIT OR Apache-2.0")
     ),
     components(schemas(super::error::ErrorBody, super::error::FieldError, super::pagination::PageMeta)),
-    tags((name = "service", description = "Health, readiness and metrics"))
+    modifiers(&BearerAuth),
+    tags(
+        (name = "service", description = "Health, readiness and metrics"),
+        (name = "auth", description = "Sign-up, sign-in, tokens, sessions and MFA"),
+        (name = "users", description = "The caller's account and admin user management")
+    )
 )]
 struct ApiDoc;
 
+/// Declares the `bearer` security scheme the routes refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
 /// Every documented route: service endpoints at the root, domain routes under `/api/v1`.
 fn documented() -> OpenApiRouter<AppState> {
-    let api = OpenApiRouter::<AppState>::new();
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::health::router()).nest(API_PREFIX, api)
+    let api = OpenApiRouter::<AppState>::new()
+        .merge(crate::auth::router())
+        .merge(crate::auth::mfa::router())
+        .merge(crate::users::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::health::router())
+        .merge(crate::auth::well_known())
+        .nest(API_PREFIX, api)
 }
 
 /// The OpenAPI document, for `mash openapi` and `/openapi.json`.

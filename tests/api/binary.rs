@@ -156,14 +156,20 @@ async fn migrate_subcommands_report_and_change_the_schema() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    assert!(run(&["migrate", "status"]).contains("pending  m20261122_000001_core"));
+    let status = run(&["migrate", "status"]);
+    assert!(status.contains("pending  m20261122_000001_core"), "{status}");
+    assert!(status.contains("pending  m20261122_000002_identity"), "{status}");
     run(&["migrate", "up"]);
-    assert!(run(&["migrate", "status"]).contains("applied  m20261122_000001_core"));
+    let status = run(&["migrate", "status"]);
+    assert!(!status.contains("pending"), "{status}");
+    // `down` rolls back only the newest migration.
     run(&["migrate", "down"]);
-    assert!(run(&["migrate", "status"]).contains("pending  m20261122_000001_core"));
+    let status = run(&["migrate", "status"]);
+    assert!(status.contains("applied  m20261122_000001_core"), "{status}");
+    assert!(status.contains("pending  m20261122_000002_identity"), "{status}");
     run(&["migrate", "up"]);
     run(&["migrate", "down", "--all"]);
-    assert!(run(&["migrate", "status"]).contains("pending"));
+    assert!(!run(&["migrate", "status"]).contains("applied"));
 }
 
 #[test]

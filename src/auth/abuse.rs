@@ -1,0 +1,173 @@
+//! Brute-force protection for the sign-in routes:
+//! - account lockout: `LOGIN_LOCKOUT_THRESHOLD` failed password logins for one account within
+//!   `LOGIN_LOCKOUT_WINDOW_SECS` lock its password login for `LOGIN_LOCKOUT_SECS` (429 with
+//!   `Retry-After`); other accounts are unaffected;
+//! - per-IP limits: `AUTH_RATE_LIMIT_PER_MINUTE` requests per client IP.
+//!
+//! In process these use `governor` (GCRA) and a TTL cache; with Redis they use Redis counters
+//! with expiry, so limits hold across instances.
+
+use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::{config::AuthConfig, http::AppError, state::Redis};
+
+pub struct Abuse {
+    failures: DefaultKeyedRateLimiter<String>,
+    locked: moka::sync::Cache<String, std::time::Instant>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    cfg: AuthConfig,
+}
+
+impl Abuse {
+    pub fn new(cfg: &AuthConfig) -> Self {
+        // `threshold - 1` failures pass; the one that reaches the threshold locks.
+        let burst = NonZeroU32::new(cfg.lockout_threshold - 1).unwrap_or(NonZeroU32::MIN);
+        let period = cfg.lockout_window / cfg.lockout_threshold;
+        let failures_quota =
+            Quota::with_period(period).unwrap_or(Quota::per_minute(NonZeroU32::MIN)).allow_burst(burst);
+        let ip_rate = NonZeroU32::new(cfg.ip_rate_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            failures: RateLimiter::keyed(failures_quota),
+            locked: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(cfg.lockout_duration).build(),
+            per_ip: RateLimiter::keyed(Quota::per_minute(ip_rate)),
+            cfg: cfg.clone(),
+        }
+    }
+
+    fn locked_error(retry_after: Duration) -> AppError {
+        AppError::TooManyRequests {
+            message: "too many failed logins for this account; try again later".into(),
+            retry_after_secs: retry_after.as_secs().max(1),
+        }
+    }
+
+    fn ip_error(retry_after: Duration) -> AppError {
+        AppError::TooManyRequests {
+            message: "too many requests from this address; slow down".into(),
+            retry_after_secs: retry_after.as_secs().max(1),
+        }
+    }
+
+    /// 429 when the account's password login is locked.
+    pub async fn check_account(&self, redis: Option<&Redis>, email: &str) -> Result<(), AppError> {
+        if let Some(redis) = redis {
+            let ttl: i64 = redis_query(redis, redis::cmd("PTTL").arg(lock_key(email))).await.unwrap_or(-2);
+            return if ttl > 0 { Err(Self::locked_error(Duration::from_millis(ttl as u64))) } else { Ok(()) };
+        }
+        match self.locked.get(email) {
+            Some(until) => {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() { Ok(()) } else { Err(Self::locked_error(left)) }
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed password login; returns the lockout error when this one locks the account.
+    pub async fn record_failure(&self, redis: Option<&Redis>, email: &str) -> Option<AppError> {
+        let lock_for = self.cfg.lockout_duration;
+        if let Some(redis) = redis {
+            let key = fail_key(email);
+            let count: i64 = redis_query(
+                redis,
+                redis::pipe().atomic().incr(&key, 1).pexpire(&key, self.cfg.lockout_window.as_millis() as i64).ignore(),
+            )
+            .await
+            .map(|(n,): (i64,)| n)
+            .unwrap_or(0);
+            if count >= i64::from(self.cfg.lockout_threshold) {
+                let _: Result<(), _> = redis_query(
+                    redis,
+                    redis::pipe()
+                        .set(lock_key(email), 1)
+                        .pexpire(lock_key(email), lock_for.as_millis() as i64)
+                        .ignore()
+                        .del(&key)
+                        .ignore(),
+                )
+                .await;
+                return Some(Self::locked_error(lock_for));
+            }
+            return None;
+        }
+        if self.failures.check_key(&email.to_string()).is_err() {
+            self.locked.insert(email.to_string(), std::time::Instant::now() + lock_for);
+            return Some(Self::locked_error(lock_for));
+        }
+        None
+    }
+
+    /// A successful login clears the failure count (Redis; the in-process limiter recovers
+    /// at its own pace).
+    pub async fn record_success(&self, redis: Option<&Redis>, email: &str) {
+        if let Some(redis) = redis {
+            let _: Result<i64, _> = redis_query(redis, redis::cmd("DEL").arg(fail_key(email))).await;
+        }
+    }
+
+    /// 429 when this client IP went over the per-minute budget of the sign-in routes.
+    pub async fn check_ip(&self, redis: Option<&Redis>, ip: IpAddr) -> Result<(), AppError> {
+        if let Some(redis) = redis {
+            let now = chrono::Utc::now().timestamp();
+            let window = now / 60;
+            let key = format!("mash:auth:ip:{ip}:{window}");
+            let count: i64 = redis_query(redis, redis::pipe().atomic().incr(&key, 1).expire(&key, 61).ignore())
+                .await
+                .map(|(n,): (i64,)| n)
+                .unwrap_or(0);
+            if count > i64::from(self.cfg.ip_rate_per_minute) {
+                return Err(Self::ip_error(Duration::from_secs((60 - now % 60) as u64)));
+            }
+            return Ok(());
+        }
+        self.per_ip.check_key(&ip).map_err(|not_until| {
+            Self::ip_error(
+                not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
+            )
+        })
+    }
+}
+
+fn fail_key(email: &str) -> String {
+    format!("mash:auth:fail:{email}")
+}
+
+fn lock_key(email: &str) -> String {
+    format!("mash:auth:lock:{email}")
+}
+
+/// Runs a Redis command or pipeline. Errors are logged and the caller treats them as "no
+/// information", so an unreachable Redis degrades protection instead of blocking every login.
+async fn redis_query<T: redis::FromRedisValue>(redis: &Redis, q: impl Into<Query>) -> redis::RedisResult<T> {
+    let result = async {
+        let mut conn = redis.conn().await?;
+        match q.into() {
+            Query::Cmd(c) => c.query_async(&mut conn).await,
+            Query::Pipe(p) => p.query_async(&mut conn).await,
+        }
+    }
+    .await;
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, "rate-limit store (Redis) unavailable");
+    }
+    result
+}
+
+enum Query {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
+}
+
+impl From<&mut redis::Cmd> for Query {
+    fn from(c: &mut redis::Cmd) -> Self {
+        Query::Cmd(c.clone())
+    }
+}
+
+impl From<&mut redis::Pipeline> for Query {
+    fn from(p: &mut redis::Pipeline) -> Self {
+        Query::Pipe(p.clone())
+    }
+}

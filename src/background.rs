@@ -1,0 +1,12 @@
+//! Background tasks that run beside the HTTP server and stop with it.
+
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// Starts every background task of the process; the caller aborts them at shutdown.
+pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
+    let mut tasks = crate::auth::revocation::spawn_background(state);
+    tasks.push(crate::mail::spawn_delivery(state.clone()));
+    tasks
+}
