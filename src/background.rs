@@ -8,5 +8,13 @@ use crate::state::AppState;
 pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = crate::auth::revocation::spawn_background(state);
     tasks.push(crate::mail::spawn_delivery(state.clone()));
+    let pruned = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            pruned.auth.abuse.prune();
+        }
+    }));
     tasks
 }

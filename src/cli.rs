@@ -23,6 +23,13 @@ pub enum Command {
     },
     /// Print the OpenAPI document as JSON.
     Openapi,
+    /// Create or update the admin from MASH_SEED_ADMIN_EMAIL / MASH_SEED_ADMIN_PASSWORD
+    /// (idempotent); `--demo` adds demo users.
+    Seed {
+        /// Also add demo users (one per role).
+        #[arg(long)]
+        demo: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +66,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Application::build(config).await?.run().await
         }
         Command::Migrate { action } => migrate(&config, action).await,
+        Command::Seed { demo } => {
+            let db = crate::db::connect(&config.database).await?;
+            Migrator::up(&db, None).await?;
+            let report = crate::seed::run(&config, &db, demo).await?;
+            for line in report {
+                println!("{line}");
+            }
+            db.close().await?;
+            Ok(())
+        }
         Command::Openapi => unreachable!("handled above"),
     }
 }

@@ -135,9 +135,19 @@ pub struct AuthConfig {
     pub trust_proxy: bool,
     /// How often revocations are re-read from the database (a safety net beside Redis).
     pub revocation_sync: Duration,
+    /// External identity provider whose ID tokens `/auth/oidc/exchange` accepts.
+    pub oidc: Option<OidcConfig>,
     /// Seed admin (read by `mash seed`).
     pub seed_admin_email: Option<String>,
     pub seed_admin_password: Option<Secret>,
+}
+
+/// An OpenID Connect provider (Firebase Auth, Google, Auth0, Keycloak…).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: String,
 }
 
 /// Everything the process reads from its environment.
@@ -355,6 +365,20 @@ impl Config {
             ip_rate_per_minute,
             trust_proxy: env.bool("TRUST_PROXY_HEADERS", false)?,
             revocation_sync: env.seconds("REVOCATION_SYNC_SECS", 10)?,
+            oidc: match (env.get("OIDC_ISSUER"), env.get("OIDC_AUDIENCE"), env.get("OIDC_JWKS_URL")) {
+                (None, None, None) => None,
+                (Some(issuer), Some(audience), Some(jwks_url)) => {
+                    let parsed =
+                        url::Url::parse(jwks_url).map_err(|e| bad("OIDC_JWKS_URL", format!("not a URL: {e}")))?;
+                    if !matches!(parsed.scheme(), "https" | "http") {
+                        return Err(bad("OIDC_JWKS_URL", "expected an https:// URL"));
+                    }
+                    Some(OidcConfig { issuer: issuer.into(), audience: audience.into(), jwks_url: jwks_url.into() })
+                }
+                (None, _, _) => return Err(bad("OIDC_ISSUER", "required with OIDC_AUDIENCE and OIDC_JWKS_URL")),
+                (_, None, _) => return Err(bad("OIDC_AUDIENCE", "required with OIDC_ISSUER and OIDC_JWKS_URL")),
+                (_, _, None) => return Err(bad("OIDC_JWKS_URL", "required with OIDC_ISSUER and OIDC_AUDIENCE")),
+            },
             seed_admin_email: env.get("MASH_SEED_ADMIN_EMAIL").map(str::to_owned),
             seed_admin_password: env.get("MASH_SEED_ADMIN_PASSWORD").map(Secret::new),
         };

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod migration;
+pub mod seed;
 pub mod startup;
 pub mod state;
 pub mod users;

@@ -21,6 +21,27 @@ pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> anyhow::Re
     Ok(())
 }
 
+/// Reads `path`, or creates it with `make()` when it does not exist yet. Creation is atomic and
+/// first-wins (written to a private temporary file, then hard-linked into place), so processes
+/// or tasks starting at the same moment all end up with the same contents, never a torn file.
+pub fn read_or_create_private(
+    path: &std::path::Path,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<(String, bool)> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok((existing, false));
+    }
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
+    write_private_file(&tmp, make()?.as_bytes())?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok((std::fs::read_to_string(path)?, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((std::fs::read_to_string(path)?, false)),
+        Err(e) => Err(anyhow::anyhow!("creating {}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -4,17 +4,28 @@
 //!   `Retry-After`); other accounts are unaffected;
 //! - per-IP limits: `AUTH_RATE_LIMIT_PER_MINUTE` requests per client IP.
 //!
-//! In process these use `governor` (GCRA) and a TTL cache; with Redis they use Redis counters
-//! with expiry, so limits hold across instances.
+//! In process these use bounded TTL caches and `governor` (GCRA); with Redis they use Redis
+//! counters with expiry, so limits hold across instances. Both count failures the same way: the
+//! count expires `LOGIN_LOCKOUT_WINDOW_SECS` after the last failure and a successful login
+//! clears it.
 
-use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::{config::AuthConfig, http::AppError, state::Redis};
 
 pub struct Abuse {
-    failures: DefaultKeyedRateLimiter<String>,
+    /// Failed logins per account (bounded: attackers choose the keys).
+    failures: moka::sync::Cache<String, Arc<AtomicU32>>,
     locked: moka::sync::Cache<String, std::time::Instant>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     cfg: AuthConfig,
@@ -22,14 +33,10 @@ pub struct Abuse {
 
 impl Abuse {
     pub fn new(cfg: &AuthConfig) -> Self {
-        // `threshold - 1` failures pass; the one that reaches the threshold locks.
-        let burst = NonZeroU32::new(cfg.lockout_threshold - 1).unwrap_or(NonZeroU32::MIN);
-        let period = cfg.lockout_window / cfg.lockout_threshold;
-        let failures_quota =
-            Quota::with_period(period).unwrap_or(Quota::per_minute(NonZeroU32::MIN)).allow_burst(burst);
         let ip_rate = NonZeroU32::new(cfg.ip_rate_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
-            failures: RateLimiter::keyed(failures_quota),
+            // Like the Redis key's PEXPIRE on every failure: the count lives `window` after the last one.
+            failures: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_idle(cfg.lockout_window).build(),
             locked: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(cfg.lockout_duration).build(),
             per_ip: RateLimiter::keyed(Quota::per_minute(ip_rate)),
             cfg: cfg.clone(),
@@ -92,19 +99,23 @@ impl Abuse {
             }
             return None;
         }
-        if self.failures.check_key(&email.to_string()).is_err() {
+        let counter = self.failures.get_with_by_ref(email, || Arc::new(AtomicU32::new(0)));
+        // The one that reaches the threshold locks.
+        if counter.fetch_add(1, Ordering::SeqCst) + 1 >= self.cfg.lockout_threshold {
             self.locked.insert(email.to_string(), std::time::Instant::now() + lock_for);
+            self.failures.invalidate(email);
             return Some(Self::locked_error(lock_for));
         }
         None
     }
 
-    /// A successful login clears the failure count (Redis; the in-process limiter recovers
-    /// at its own pace).
+    /// A successful login clears the failure count.
     pub async fn record_success(&self, redis: Option<&Redis>, email: &str) {
         if let Some(redis) = redis {
             let _: Result<i64, _> = redis_query(redis, redis::cmd("DEL").arg(fail_key(email))).await;
+            return;
         }
+        self.failures.invalidate(email);
     }
 
     /// 429 when this client IP went over the per-minute budget of the sign-in routes.
@@ -127,6 +138,15 @@ impl Abuse {
                 not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())),
             )
         })
+    }
+}
+
+impl Abuse {
+    /// Forgets per-IP state that no longer limits anyone (call periodically; the keys are
+    /// client addresses, so without this the map would grow with every address ever seen).
+    pub fn prune(&self) {
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
     }
 }
 

@@ -116,13 +116,16 @@ impl FromRequestParts<AppState> for ClientMeta {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        // The trusted proxy appends the address it saw to whatever the client sent, so only the
+        // last entry is trustworthy; the first is whatever the client wrote (per-IP limits and the
+        // audit log would be trivially spoofed).
         let forwarded = state
             .config
             .auth
             .trust_proxy
             .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
             .flatten()
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok());
         let user_agent =
             parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());

@@ -5,7 +5,7 @@ use chrono::Utc;
 use garde::Validate;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{ExprTrait, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -49,17 +49,24 @@ async fn jwks(State(state): State<AppState>) -> Json<JwkSet> {
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterIn {
+    /// Surrounding whitespace is dropped before validation (emails are stored trimmed and
+    /// lower-cased), so `" Ada@Example.com "` is the same account as `ada@example.com`.
     #[garde(email, length(max = 320))]
+    #[serde(deserialize_with = "trimmed")]
     pub email: String,
     /// At least 8 characters, not a common password.
     #[garde(skip)]
     pub password: String,
-    #[garde(length(chars, min = 1, max = 200))]
+    #[garde(length(chars, min = 1, max = 200), custom(crate::users::not_blank))]
     pub name: String,
     #[garde(length(max = 128))]
     pub device_id: Option<String>,
     #[garde(length(max = 128))]
     pub device_name: Option<String>,
+}
+
+fn trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.trim().to_string())
 }
 
 /// Signed in: the user and their tokens.
@@ -109,7 +116,7 @@ async fn register(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     // ON CONFLICT DO NOTHING: a duplicate email is a clean 409, never a race between check and insert.
     let inserted = user::Entity::insert(row)
         .on_conflict(OnConflict::column(user::Column::Email).do_nothing().to_owned())
@@ -126,8 +133,10 @@ async fn register(
             .from_client(client.ip_string(), client.user_agent.clone()),
     )
     .await?;
+    let u = user::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| anyhow::anyhow!("user vanished"))?;
+    super::email::queue_verification(&txn, &state, &u).await?;
     txn.commit().await?;
-    let u = user::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(|| anyhow::anyhow!("user vanished"))?;
+    state.mail_queued.notify_one();
     let device = DeviceInfo { device_id: input.device_id, device_name: input.device_name };
     let tokens = sessions::start(&state, &u, &device, &client, "register").await?;
     Ok((StatusCode::CREATED, Json(AuthOut { user: UserOut::from(&u), tokens })))
@@ -199,12 +208,14 @@ async fn login(
             return Err(AppError::Unauthorized("invalid email or password".into()));
         }
     };
-    state.auth.abuse.record_success(redis, &email).await;
     let device = DeviceInfo { device_id: input.device_id, device_name: input.device_name };
     if u.mfa_enabled {
+        // Not a success yet: the failure count (wrong codes included) clears only when the
+        // second step passes, or logging in again between guesses would reset it.
         let mfa_token = super::mfa::start_challenge(&state, &u, &device).await?;
         return Ok(Json(MfaRequiredOut { mfa_required: true, mfa_token }).into_response());
     }
+    state.auth.abuse.record_success(redis, &email).await;
     let tokens = sessions::start(&state, &u, &device, &client, "password").await?;
     Ok(Json(AuthOut { user: UserOut::from(&u), tokens }).into_response())
 }
@@ -246,7 +257,7 @@ async fn logout(
     else {
         return Err(AppError::Unauthorized("invalid refresh token".into()));
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let ids = sessions::revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::Logout).await?;
     audit::record(
         &txn,
@@ -337,7 +348,7 @@ async fn delete_session(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     // Scoped to the caller: another user's session id is simply not found.
     let ids = sessions::revoke_where(
         &txn,

@@ -102,19 +102,15 @@ impl Keys {
     pub fn load_or_create_dev(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         let path = dir.join("jwt-ed25519.pem");
-        let pem = match std::fs::read_to_string(&path) {
-            Ok(pem) => pem,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = [0u8; 32];
-                rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
-                let key = SigningKey::from_bytes(&seed);
-                let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
-                crate::util::write_private_file(&path, pem.as_bytes())?;
-                tracing::info!(path = %path.display(), "created a development signing key for access tokens");
-                pem.to_string()
-            }
-            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
-        };
+        let (pem, created) = crate::util::read_or_create_private(&path, || {
+            let mut seed = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+            let key = SigningKey::from_bytes(&seed);
+            Ok(key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding key: {e}"))?.to_string())
+        })?;
+        if created {
+            tracing::info!(path = %path.display(), "created a development signing key for access tokens");
+        }
         let previous = std::fs::read_to_string(dir.join("jwt-ed25519.previous.pem")).ok();
         Self::from_pem(&pem, previous.as_deref())
     }

@@ -12,10 +12,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::Utc;
 use garde::Validate;
 use rand::RngCore;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::Expr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -61,16 +58,12 @@ impl SecretBox {
                 let dir = config.data_dir.join("keys");
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join("mfa.key");
-                match std::fs::read_to_string(&path) {
-                    Ok(k) => k.trim().to_string(),
-                    Err(_) => {
-                        let mut key = [0u8; 32];
-                        rand::rng().fill_bytes(&mut key);
-                        let encoded = STANDARD.encode(key);
-                        crate::util::write_private_file(&path, encoded.as_bytes())?;
-                        encoded
-                    }
-                }
+                let (key, _) = crate::util::read_or_create_private(&path, || {
+                    let mut key = [0u8; 32];
+                    rand::rng().fill_bytes(&mut key);
+                    Ok(STANDARD.encode(key))
+                })?;
+                key.trim().to_string()
             }
         };
         let bytes = STANDARD
@@ -268,7 +261,7 @@ async fn activate(
     };
     let codes: Vec<String> = (0..BACKUP_CODES).map(|_| secrets::backup_code()).collect();
     let now = Utc::now();
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let updated = user::Entity::update_many()
         .col_expr(user::Column::MfaEnabled, Expr::value(true))
         .col_expr(user::Column::TotpSecretEnc, Expr::value(pending))
@@ -315,7 +308,7 @@ async fn disable(
     if !u.mfa_enabled {
         return Err(AppError::Conflict("MFA is not enabled".into()));
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     if !accept_code(&txn, &state.auth.mfa, &u, &input.code).await? {
         return Err(AppError::invalid_field("code", "is not a valid code"));
     }
@@ -385,7 +378,7 @@ async fn verify(
     }
     let redis = state.redis.as_ref();
     state.auth.abuse.check_account(redis, &u.email).await?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     if !accept_code(&txn, &state.auth.mfa, &u, &input.code).await? {
         txn.rollback().await?;
         audit::record(
@@ -409,6 +402,7 @@ async fn verify(
         return Err(invalid());
     }
     txn.commit().await?;
+    state.auth.abuse.record_success(redis, &u.email).await;
     let device: DeviceInfo = challenge.context.and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
     let tokens = sessions::start(&state, &u, &device, &client, "password+mfa").await?;
     Ok(Json(VerifiedOut { user: UserOut::from(&u), tokens }))

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use crate::config::{Config, Environment};
 
 pub mod abuse;
+pub mod email;
 pub mod entity;
 pub mod extract;
 mod handlers;
 pub mod keys;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 pub mod revocation;
 pub mod roles;
@@ -29,10 +31,13 @@ pub struct AuthState {
     pub revocations: Arc<revocation::Revocations>,
     pub abuse: abuse::Abuse,
     pub mfa: mfa::SecretBox,
+    pub oidc: Option<oidc::Oidc>,
 }
 
 impl AuthState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
+        // One TLS stack for every outbound client (OIDC, SMTP, later FCM and Stripe): ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let keys = match (&config.auth.jwt_private_key, config.environment) {
             (Some(pem), _) => {
                 keys::Keys::from_pem(pem.expose(), config.auth.jwt_previous_key.as_ref().map(|k| k.expose()))?
@@ -46,6 +51,7 @@ impl AuthState {
             revocations: revocation::Revocations::new(config.auth.access_ttl),
             abuse: abuse::Abuse::new(&config.auth),
             mfa: mfa::SecretBox::from_config(config)?,
+            oidc: config.auth.oidc.clone().map(oidc::Oidc::new).transpose()?,
         })
     }
 }

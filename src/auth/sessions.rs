@@ -3,10 +3,9 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -89,33 +88,37 @@ async fn upsert_device<C: ConnectionTrait>(db: &C, user_id: Uuid, info: &DeviceI
     let device_id: String = device_id.chars().take(128).collect();
     let name = info.device_name.as_deref().map(|n| n.chars().take(128).collect::<String>());
     let now = Utc::now();
-    let existing = user_device::Entity::find()
-        .filter(user_device::Column::UserId.eq(user_id))
-        .filter(user_device::Column::DeviceId.eq(device_id.as_str()))
-        .one(db)
-        .await?;
-    if let Some(d) = existing {
-        let mut active: user_device::ActiveModel = d.into();
-        active.last_active_at = Set(now);
-        if name.is_some() {
-            active.device_name = Set(name);
-        }
-        let d = active.update(db).await?;
-        return Ok(Some(d.id));
+    // One statement, so two logins from a new device at the same moment both succeed (a
+    // find-then-insert lets the second hit the unique index and fail the login).
+    let mut update = vec![user_device::Column::LastActiveAt];
+    if name.is_some() {
+        update.push(user_device::Column::DeviceName);
     }
-    let id = Uuid::now_v7();
-    user_device::ActiveModel {
-        id: Set(id),
+    user_device::Entity::insert(user_device::ActiveModel {
+        id: Set(Uuid::now_v7()),
         user_id: Set(user_id),
-        device_id: Set(device_id),
+        device_id: Set(device_id.clone()),
         device_name: Set(name),
         device_type: Set(None),
         last_active_at: Set(now),
         created_at: Set(now),
-    }
-    .insert(db)
+    })
+    .on_conflict(
+        OnConflict::columns([user_device::Column::UserId, user_device::Column::DeviceId])
+            .update_columns(update)
+            .to_owned(),
+    )
+    .exec_without_returning(db)
     .await?;
-    Ok(Some(id))
+    let id: Option<Uuid> = user_device::Entity::find()
+        .select_only()
+        .column(user_device::Column::Id)
+        .filter(user_device::Column::UserId.eq(user_id))
+        .filter(user_device::Column::DeviceId.eq(device_id.as_str()))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(Some(id.ok_or_else(|| anyhow::anyhow!("user device vanished after upsert"))?))
 }
 
 async fn insert_refresh<C: ConnectionTrait>(
@@ -156,7 +159,7 @@ pub async fn start(
     how: &str,
 ) -> Result<TokenPair, AppError> {
     let role = role_of(u)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let device_row = upsert_device(&txn, u.id, device).await?;
     let now = Utc::now();
     let session_id = Uuid::now_v7();
@@ -219,7 +222,7 @@ pub async fn refresh(state: &AppState, presented: &str, client: &ClientMeta) -> 
     }
     let role = role_of(&u)?;
 
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     // Conditional update: of two concurrent uses of one token, exactly one wins.
     let claimed = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
@@ -248,7 +251,7 @@ pub async fn refresh(state: &AppState, presented: &str, client: &ClientMeta) -> 
 async fn reuse_detected(state: &AppState, rt: &refresh_token::Model, client: &ClientMeta) -> AppError {
     tracing::warn!(session_id = %rt.session_id, user_id = %rt.user_id, "refresh token reuse: revoking the session");
     let result = async {
-        let txn = state.db.begin().await?;
+        let txn = crate::db::begin_write(&state.db).await?;
         let ids = revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::RefreshReuse).await?;
         audit::record(
             &txn,

@@ -127,6 +127,16 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     db.ping().await
 }
 
+/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: it takes the write
+/// lock up front (waiting up to `busy_timeout`), instead of starting as a reader and failing
+/// with `SQLITE_BUSY` when it later tries to write while another connection holds the lock.
+/// On PostgreSQL it is a plain `BEGIN`.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    let sqlite_mode = (backend(db) == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate);
+    db.begin_with_options(TransactionOptions { sqlite_transaction_mode: sqlite_mode, ..Default::default() }).await
+}
+
 /// The backend behind a connection, for the few places that pick a backend-specific statement.
 pub fn backend(db: &DatabaseConnection) -> DatabaseBackend {
     sea_orm::ConnectionTrait::get_database_backend(db)

@@ -154,12 +154,39 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct Valid<E>(pub E);
 
+/// `items[3].unit_price` -> `items[3].unitPrice`: garde paths in the API's spelling.
+pub fn camel_case_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper_next = false;
+    for c in path.chars() {
+        let at_segment_start = out.is_empty() || out.ends_with(['.', '[']);
+        if c == '_' && !at_segment_start {
+            upper_next = true;
+            continue;
+        }
+        if upper_next && c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_uppercase());
+        } else {
+            if upper_next {
+                out.push('_');
+            }
+            out.push(c);
+        }
+        upper_next = false;
+    }
+    if upper_next {
+        out.push('_');
+    }
+    out
+}
+
 /// Converts a garde report into the contract's 400.
 pub fn validation_error(report: garde::Report) -> AppError {
     let details: Vec<FieldError> = report
         .iter()
         .map(|(path, error)| {
-            let field = path.to_string();
+            // garde reports Rust field names; clients know the JSON (camelCase) ones.
+            let field = camel_case_path(&path.to_string());
             FieldError::new(if field.is_empty() { "body".to_string() } else { field }, error.message().to_string())
         })
         .collect();
@@ -195,5 +222,21 @@ where
         let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
         value.validate().map_err(validation_error)?;
         Ok(Valid(Query(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::camel_case_path;
+
+    #[test]
+    fn paths_become_camel_case() {
+        assert_eq!(camel_case_path("avatar_url"), "avatarUrl");
+        assert_eq!(camel_case_path("current_password"), "currentPassword");
+        assert_eq!(camel_case_path("items[3].unit_price"), "items[3].unitPrice");
+        assert_eq!(camel_case_path("name"), "name");
+        assert_eq!(camel_case_path("alreadyCamel"), "alreadyCamel");
+        assert_eq!(camel_case_path("_private"), "_private");
+        assert_eq!(camel_case_path("trailing_"), "trailing_");
     }
 }

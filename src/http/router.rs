@@ -48,6 +48,8 @@ fn documented() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::<AppState>::new()
         .merge(crate::auth::router())
         .merge(crate::auth::mfa::router())
+        .merge(crate::auth::email::router())
+        .merge(crate::auth::oidc::router())
         .merge(crate::users::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::router())

@@ -6,7 +6,7 @@ use garde::Validate;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ async fn get_me(State(state): State<AppState>, me: AuthUser) -> Result<Json<User
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MePatch {
-    #[garde(length(chars, min = 1, max = 200))]
+    #[garde(length(chars, min = 1, max = 200), inner(custom(super::not_blank)))]
     pub name: Option<String>,
 }
 
@@ -141,7 +141,8 @@ fn valid_preferences(p: &serde_json::Value, _: &()) -> garde::Result {
 pub struct ProfileIn {
     #[garde(length(max = 2048), inner(custom(valid_avatar_url)))]
     pub avatar_url: Option<String>,
-    #[garde(inner(custom(valid_phone)))]
+    /// At most 32 characters (the column's size), 5 to 20 digits.
+    #[garde(length(chars, max = 32), inner(custom(valid_phone)))]
     pub phone: Option<String>,
     #[garde(length(max = 500))]
     pub address: Option<String>,
@@ -212,7 +213,7 @@ async fn change_password(
     }
     let hash = state.auth.passwords.hash(&input.new_password).await?;
     let now = Utc::now();
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(hash))
         .col_expr(user::Column::PasswordChangedAt, Expr::value(now))
@@ -309,7 +310,7 @@ async fn get_user(
 pub struct UserPatch {
     #[garde(skip)]
     pub role: Option<Role>,
-    #[garde(length(chars, min = 1, max = 200))]
+    #[garde(length(chars, min = 1, max = 200), inner(custom(super::not_blank)))]
     pub name: Option<String>,
     /// `true` disables the account and ends its sessions at once; `false` enables it again.
     #[garde(skip)]
@@ -332,7 +333,7 @@ async fn patch_user(
     if id == admin.user_id && (input.disabled == Some(true) || input.role.is_some_and(|r| r != Role::Admin)) {
         return Err(AppError::Unprocessable("admins cannot disable or demote themselves".into()));
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let u = find_live(&txn, id).await?.ok_or_else(|| AppError::NotFound("user not found".into()))?;
     let before = UserOut::from(&u);
     let mut active: user::ActiveModel = u.clone().into();
@@ -397,7 +398,7 @@ async fn delete_user(
     if id == admin.user_id {
         return Err(AppError::Unprocessable("admins cannot delete themselves".into()));
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let now = Utc::now();
     let res = user::Entity::update_many()
         .col_expr(user::Column::DeletedAt, Expr::value(now))

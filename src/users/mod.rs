@@ -43,6 +43,11 @@ impl From<&entity::user::Model> for UserOut {
     }
 }
 
+/// Validation rule for names, which are stored trimmed: whitespace alone is no name.
+pub fn not_blank(value: &str, _: &()) -> garde::Result {
+    if value.trim().is_empty() { Err(garde::Error::new("must not be blank")) } else { Ok(()) }
+}
+
 /// Emails are compared and stored lower-cased and trimmed.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()

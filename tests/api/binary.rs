@@ -182,3 +182,82 @@ fn openapi_subcommand_prints_the_spec_without_a_database() {
     assert!(doc["paths"]["/health/ready"].is_object());
     assert!(!dir.path().join("data").exists(), "openapi touches no database");
 }
+
+#[tokio::test]
+async fn seed_is_idempotent_and_its_admin_can_sign_in() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("LOG_FORMAT", "json"),
+        ("MASH_SEED_ADMIN_EMAIL", "Root@Example.com"),
+        ("MASH_SEED_ADMIN_PASSWORD", "seeded admin passphrase"),
+    ];
+    let run = |args: &[&str]| {
+        let out = mash(dir.path(), &env).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run(&["seed", "--demo"]);
+    assert!(first.contains("ADMIN: root@example.com created"), "{first}");
+    assert!(first.contains("GROWER: grower@demo.mash.local created"), "{first}");
+    let second = run(&["seed", "--demo"]);
+    assert!(second.contains("ADMIN: root@example.com updated"), "{second}");
+    assert!(!second.contains("created"), "{second}");
+
+    // A weak seed password is refused with a clear message.
+    let out = mash(
+        dir.path(),
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("MASH_SEED_ADMIN_EMAIL", "a@b.co"),
+            ("MASH_SEED_ADMIN_PASSWORD", "password"),
+        ],
+    )
+    .arg("seed")
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MASH_SEED_ADMIN_PASSWORD"));
+
+    // The seeded admin signs in through the API with the ADMIN role, exactly once in the table.
+    let (mut child, rx) = start(
+        dir.path(),
+        &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json"), ("DATABASE_URL", db.url.as_str())],
+    );
+    let addr = wait_listening(&rx, &mut Vec::new());
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("http://{addr}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "root@example.com", "password": "seeded admin passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["role"], "ADMIN");
+    let token = body["accessToken"].as_str().unwrap().to_string();
+    let list: serde_json::Value = client
+        .get(format!("http://{addr}/api/v1/users?role=ADMIN"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["meta"]["total"], 1, "{list}");
+    let demo: serde_json::Value = client
+        .get(format!("http://{addr}/api/v1/users?search=demo.mash.local"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(demo["meta"]["total"], 3, "{demo}");
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}

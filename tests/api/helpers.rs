@@ -106,7 +106,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application with config overrides and extra routes under the same middleware.
 pub async fn spawn_app_with(overrides: &[(&str, &str)], extra: Router<AppState>) -> TestApp {
-    let db = TestDb::new().await;
+    start(TestDb::new().await, overrides, extra).await
+}
+
+impl TestApp {
+    /// Another application on this app's database: a restart (after `begin_shutdown`) or a
+    /// second instance. Keep `self` alive, it owns the database. Instances that must accept
+    /// each other's tokens need the same `MASH_DATA_DIR` override (development keys live there).
+    pub async fn spawn_sibling(&self, overrides: &[(&str, &str)]) -> TestApp {
+        let borrowed = TestDb { url: self._db.url.clone(), _dir: None, pg: None };
+        start(borrowed, overrides, Router::new()).await
+    }
+}
+
+async fn start(db: TestDb, overrides: &[(&str, &str)], extra: Router<AppState>) -> TestApp {
     let config = test_config(&db, overrides);
     mash::logging::init(config.log_format, &config.log_level);
     let app = Application::build_with(config, extra).await.expect("application builds");
