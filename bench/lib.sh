@@ -251,9 +251,11 @@ kb_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
 # wrk_run NAME URL: wrk for BENCH_DURATION s at BENCH_CONNECTIONS connections, BENCH_THREADS
 # threads, raw output in $BENCH_OUT/wrk-NAME.txt. Prints "RPS P50_MS P99_MS ERRORS NON2XX".
 wrk_run() {
+    # Extra arguments after the URL go to wrk (headers, -s script, -c override).
     local name=$1 url=$2 out="$BENCH_OUT/wrk-$1.txt"
+    shift 2
     timeout $((BENCH_DURATION + 30)) wrk -t "$BENCH_THREADS" -c "$BENCH_CONNECTIONS" \
-        -d "${BENCH_DURATION}s" --timeout 5s --latency "$url" >"$out" 2>&1 || {
+        -d "${BENCH_DURATION}s" --timeout 5s --latency "$@" "$url" >"$out" 2>&1 || {
         bench_log "wrk failed, see $out"
         return 1
     }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     roles::{Role, perm::Required},
-    tokens::{self, TokenError},
+    tokens::TokenError,
 };
 use crate::{http::AppError, state::AppState};
 
@@ -47,7 +47,7 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 
 /// Verifies an access token and checks that its session is not revoked. No database round trip.
 pub fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
-    let claims = tokens::verify(&state.auth.keys, token).map_err(|e| {
+    let claims = state.auth.verified.verify(&state.auth.keys, token).map_err(|e| {
         tracing::debug!(reason = %e, "access token refused");
         AppError::Unauthorized(match e {
             TokenError::Expired => "access token expired".into(),
