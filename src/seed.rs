@@ -63,25 +63,15 @@ async fn upsert(db: &DatabaseConnection, email: &str, name: &str, role: Role, pw
             Ok(format!("{}: {email} updated", role.as_str()))
         }
         None => {
-            user::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                email: Set(email.clone()),
-                password_hash: Set(Some(hash)),
-                name: Set(name.to_string()),
-                role: Set(role.as_str().to_string()),
-                email_verified: Set(true),
-                external_issuer: Set(None),
-                external_uid: Set(None),
-                mfa_enabled: Set(false),
-                totp_secret_enc: Set(None),
-                totp_pending_enc: Set(None),
-                totp_last_step: Set(None),
-                password_changed_at: Set(Some(now)),
-                disabled_at: Set(None),
-                deleted_at: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
+            crate::users::NewUser {
+                email: email.clone(),
+                name,
+                role,
+                password_hash: Some(hash),
+                email_verified: true,
+                external: None,
             }
+            .into_active(Uuid::now_v7())
             .insert(db)
             .await?;
             Ok(format!("{}: {email} created", role.as_str()))

@@ -10,12 +10,7 @@ use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{
-    AuthUser, ClientMeta,
-    entity::one_time_token,
-    secrets,
-    sessions::{self, RevokeReason},
-};
+use super::{AuthUser, ClientMeta, entity::one_time_token, secrets, sessions::RevokeReason};
 use crate::{
     audit::{self, Entry},
     http::{AppError, Json, Valid},
@@ -192,31 +187,21 @@ async fn reset(
     let hash = state.auth.passwords.hash(&input.new_password).await?;
     let txn = crate::db::begin_write(&state.db).await?;
     let user_id = consume(&txn, &input.token, Purpose::PasswordReset).await?;
-    let now = Utc::now();
-    let updated = user::Entity::update_many()
-        .col_expr(user::Column::PasswordHash, Expr::value(hash))
-        .col_expr(user::Column::PasswordChangedAt, Expr::value(now))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(user_id))
-        .filter(user::Column::DeletedAt.is_null())
-        .filter(user::Column::DisabledAt.is_null())
-        .exec(&txn)
-        .await?;
-    if updated.rows_affected != 1 {
-        return Err(AppError::invalid_field("token", "is invalid, expired or already used"));
-    }
-    let revoked = sessions::revoke_user_sessions(&txn, user_id, None, RevokeReason::PasswordReset).await?;
-    audit::record(
-        &txn,
-        Entry::new("user.password_reset")
-            .by(Some(user_id))
-            .on("user", user_id)
-            .details(serde_json::json!({ "sessionsRevoked": revoked.len() }))
-            .from_client(client.ip_string(), client.user_agent),
+    crate::users::replace_password(
+        &state,
+        txn,
+        user_id,
+        hash,
+        None,
+        RevokeReason::PasswordReset,
+        "user.password_reset",
+        &client,
     )
-    .await?;
-    txn.commit().await?;
-    sessions::announce(&state, &revoked).await;
+    .await
+    .map_err(|e| match e {
+        AppError::Unauthorized(_) => AppError::invalid_field("token", "is invalid, expired or already used"),
+        other => other,
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,6 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse};
 use chrono::Utc;
 use garde::Validate;
 use sea_orm::{
-    ActiveValue::Set,
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{ExprTrait, OnConflict},
 };
@@ -95,27 +94,16 @@ async fn register(
     state.auth.passwords.check_policy("password", &input.password)?;
     let email = normalize_email(&input.email);
     let hash = state.auth.passwords.hash(&input.password).await?;
-    let now = Utc::now();
     let id = Uuid::now_v7();
-    let row = user::ActiveModel {
-        id: Set(id),
-        email: Set(email),
-        password_hash: Set(Some(hash)),
-        name: Set(input.name.trim().to_string()),
-        role: Set(Role::Customer.as_str().to_string()),
-        email_verified: Set(false),
-        external_issuer: Set(None),
-        external_uid: Set(None),
-        mfa_enabled: Set(false),
-        totp_secret_enc: Set(None),
-        totp_pending_enc: Set(None),
-        totp_last_step: Set(None),
-        password_changed_at: Set(Some(now)),
-        disabled_at: Set(None),
-        deleted_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    };
+    let row = crate::users::NewUser {
+        email,
+        name: &input.name,
+        role: Role::Customer,
+        password_hash: Some(hash),
+        email_verified: false,
+        external: None,
+    }
+    .into_active(id);
     let txn = crate::db::begin_write(&state.db).await?;
     // ON CONFLICT DO NOTHING: a duplicate email is a clean 409, never a race between check and insert.
     let inserted = user::Entity::insert(row)

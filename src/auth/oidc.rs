@@ -12,7 +12,7 @@ use axum::extract::State;
 use chrono::Utc;
 use garde::Validate;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::Deserialize;
 use tokio::sync::RwLock;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -229,32 +229,23 @@ async fn link_or_create(
     let host =
         url::Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "oidc".into());
     let email = email.unwrap_or_else(|| format!("{}@{host}.invalid", claims.sub.to_lowercase()));
-    let now = Utc::now();
     let id = Uuid::now_v7();
     let name = claims
         .name
         .clone()
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
-    user::Entity::insert(user::ActiveModel {
-        id: Set(id),
-        email: Set(email),
-        password_hash: Set(None),
-        name: Set(name.chars().take(200).collect()),
-        role: Set(Role::Customer.as_str().to_string()),
-        email_verified: Set(claims.email_verified),
-        external_issuer: Set(Some(issuer.to_string())),
-        external_uid: Set(Some(claims.sub.clone())),
-        mfa_enabled: Set(false),
-        totp_secret_enc: Set(None),
-        totp_pending_enc: Set(None),
-        totp_last_step: Set(None),
-        password_changed_at: Set(None),
-        disabled_at: Set(None),
-        deleted_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
+    user::Entity::insert(
+        crate::users::NewUser {
+            email,
+            name: &name,
+            role: Role::Customer,
+            password_hash: None,
+            email_verified: claims.email_verified,
+            external: Some((issuer, &claims.sub)),
+        }
+        .into_active(id),
+    )
     .exec_without_returning(&txn)
     .await?;
     audit::record(

@@ -212,28 +212,18 @@ async fn change_password(
         return Err(AppError::invalid_field("currentPassword", "is not correct"));
     }
     let hash = state.auth.passwords.hash(&input.new_password).await?;
-    let now = Utc::now();
     let txn = crate::db::begin_write(&state.db).await?;
-    user::Entity::update_many()
-        .col_expr(user::Column::PasswordHash, Expr::value(hash))
-        .col_expr(user::Column::PasswordChangedAt, Expr::value(now))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(u.id))
-        .exec(&txn)
-        .await?;
-    let revoked =
-        sessions::revoke_user_sessions(&txn, u.id, Some(me.session_id), RevokeReason::PasswordChanged).await?;
-    audit::record(
-        &txn,
-        Entry::new("user.password_changed")
-            .by(Some(u.id))
-            .on("user", u.id)
-            .details(serde_json::json!({ "sessionsRevoked": revoked.len() }))
-            .from_client(client.ip_string(), client.user_agent),
+    super::replace_password(
+        &state,
+        txn,
+        u.id,
+        hash,
+        Some(me.session_id),
+        RevokeReason::PasswordChanged,
+        "user.password_changed",
+        &client,
     )
     .await?;
-    txn.commit().await?;
-    sessions::announce(&state, &revoked).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

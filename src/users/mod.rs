@@ -61,3 +61,87 @@ pub async fn find_live<C: sea_orm::ConnectionTrait>(
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null()).one(db).await
 }
+
+/// Sets a new password hash for a live, enabled account, ends its sessions (all, or all but
+/// `keep`), writes the audit row, commits `txn` and makes the revocations effective. The one
+/// path for password changes and resets. 400 naming `token_field` when the account is gone.
+#[expect(clippy::too_many_arguments, reason = "one call site per flow; a struct would only rename the arguments")]
+pub async fn replace_password(
+    state: &crate::state::AppState,
+    txn: sea_orm::DatabaseTransaction,
+    user_id: Uuid,
+    hash: String,
+    keep: Option<Uuid>,
+    reason: crate::auth::sessions::RevokeReason,
+    action: &str,
+    client: &crate::auth::ClientMeta,
+) -> Result<(), crate::http::AppError> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    use crate::{
+        audit::{self, Entry},
+        auth::sessions,
+    };
+    let now = Utc::now();
+    let updated = entity::user::Entity::update_many()
+        .col_expr(entity::user::Column::PasswordHash, Expr::value(hash))
+        .col_expr(entity::user::Column::PasswordChangedAt, Expr::value(now))
+        .col_expr(entity::user::Column::UpdatedAt, Expr::value(now))
+        .filter(entity::user::Column::Id.eq(user_id))
+        .filter(entity::user::Column::DeletedAt.is_null())
+        .filter(entity::user::Column::DisabledAt.is_null())
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(crate::http::AppError::Unauthorized("account no longer exists or is disabled".into()));
+    }
+    let revoked = sessions::revoke_user_sessions(&txn, user_id, keep, reason).await?;
+    audit::record(
+        &txn,
+        Entry::new(action)
+            .by(Some(user_id))
+            .on("user", user_id)
+            .details(serde_json::json!({ "sessionsRevoked": revoked.len() }))
+            .from_client(client.ip_string(), client.user_agent.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    sessions::announce(state, &revoked).await;
+    Ok(())
+}
+
+/// A new account row (password or external identity).
+pub struct NewUser<'a> {
+    pub email: String,
+    pub name: &'a str,
+    pub role: Role,
+    pub password_hash: Option<String>,
+    pub email_verified: bool,
+    pub external: Option<(&'a str, &'a str)>,
+}
+
+impl NewUser<'_> {
+    pub fn into_active(self, id: Uuid) -> entity::user::ActiveModel {
+        use sea_orm::ActiveValue::Set;
+        let now = Utc::now();
+        entity::user::ActiveModel {
+            id: Set(id),
+            email: Set(self.email),
+            password_changed_at: Set(self.password_hash.as_ref().map(|_| now)),
+            password_hash: Set(self.password_hash),
+            name: Set(self.name.trim().chars().take(200).collect()),
+            role: Set(self.role.as_str().to_string()),
+            email_verified: Set(self.email_verified),
+            external_issuer: Set(self.external.map(|(iss, _)| iss.to_string())),
+            external_uid: Set(self.external.map(|(_, sub)| sub.to_string())),
+            mfa_enabled: Set(false),
+            totp_secret_enc: Set(None),
+            totp_pending_enc: Set(None),
+            totp_last_step: Set(None),
+            disabled_at: Set(None),
+            deleted_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+}
