@@ -183,7 +183,7 @@ fi
 # RESULTS.md
 # ---------------------------------------------------------------------------
 commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null) || commit="none (no commit yet)"
-if [[ $commit != none* ]] && [[ -n $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+if [[ $commit != none* ]] && [[ -n $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no -- . ":!bench/RESULTS.md" ":!bench/out" 2>/dev/null) ]]; then
     commit+="-dirty"
 fi
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
