@@ -33,7 +33,8 @@ pub struct Passwords {
 /// A real argon2id hash, with the parameters above, of a random password nobody knows:
 /// verifying against it when an email is unknown makes "no such user" take as long as "wrong
 /// password". A constant, so start-up does not pay a 19 MiB hash for it.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$67w5f/qyVb6Hmqztw5WoBg$2A4HlpXbFoZVOeuEcTxAH2kjiFf6nauNxY+1UQzff78";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$67w5f/qyVb6Hmqztw5WoBg$2A4HlpXbFoZVOeuEcTxAH2kjiFf6nauNxY+1UQzff78";
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).expect("valid argon2 parameters");

@@ -283,9 +283,22 @@ async fn openapi_is_3_1_and_lists_every_route() {
     let app = spawn_app().await;
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
-    for path in ["/health/live", "/health/ready", "/metrics"] {
-        assert!(doc["paths"][path]["get"].is_object(), "{path} missing from the spec");
+    for path in ["/health/live", "/health/ready", "/metrics", "/.well-known/jwks.json", "/api/v1/users/me"] {
+        assert!(doc["paths"][path]["get"].is_object(), "GET {path} missing from the spec");
     }
+    for path in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/mfa/verify",
+        "/api/v1/auth/password/forgot",
+        "/api/v1/auth/oidc/exchange",
+    ] {
+        assert!(doc["paths"][path]["post"].is_object(), "POST {path} missing from the spec");
+    }
+    assert!(doc["paths"]["/api/v1/users/{id}"]["delete"].is_object());
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     // `mash openapi` prints the same document.
     assert_eq!(doc, serde_json::to_value(mash::http::router::openapi()).unwrap());
