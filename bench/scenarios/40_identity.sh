@@ -47,5 +47,8 @@ scenario_run() {
     bench_log "identity: login $login_rps/s ($per_core/s/core), argon2 $hash_rate/s/core ($lpct%)"
     md_row "POST /api/v1/auth/login" "$per_core logins/s/core ($login_rps/s on $cores cores)" "argon2id verify, $cores threads at once: $hash_rate/s/core" "${lpct}% / ≥ 90%" "$(met "$lpct" ge 90)"
     md_row "Login errors (socket + non-2xx)" "$((err + non2xx))" "—" "0" "$(met "$((err + non2xx))" le 0)"
+    # Each hash needs 19 MiB of working memory; one buffer per hashing slot is reused, so the
+    # peak stays near idle + cores × 19 MiB however long the burst lasts.
+    md_row "Peak RSS after the login load (VmHWM)" "$(kb_to_mib "$(hwm_kb "$pid")") MiB" "idle + $cores × 19 MiB" "(information)" "—"
     stop_mash "$pid" 10 || true
 }
