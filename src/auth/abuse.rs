@@ -118,6 +118,14 @@ impl Abuse {
         self.failures.invalidate(email);
     }
 
+    /// The per-IP check of a sign-in route, for a client whose address is known.
+    pub async fn check_client(&self, redis: Option<&Redis>, client: &super::ClientMeta) -> Result<(), AppError> {
+        match client.ip {
+            Some(ip) => self.check_ip(redis, ip).await,
+            None => Ok(()),
+        }
+    }
+
     /// 429 when this client IP went over the per-minute budget of the sign-in routes.
     pub async fn check_ip(&self, redis: Option<&Redis>, ip: IpAddr) -> Result<(), AppError> {
         if let Some(redis) = redis {

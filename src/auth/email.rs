@@ -16,7 +16,7 @@ use crate::{
     http::{AppError, Json, Valid},
     mail::{self, Mail},
     state::AppState,
-    users::{entity::user, find_live, normalize_email},
+    users::{entity::user, normalize_email},
 };
 
 pub const VERIFY_TTL: chrono::Duration = chrono::Duration::hours(48);
@@ -138,9 +138,7 @@ async fn forgot(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<ForgotIn>>,
 ) -> Result<StatusCode, AppError> {
-    if let Some(ip) = client.ip {
-        state.auth.abuse.check_ip(state.redis.as_ref(), ip).await?;
-    }
+    state.auth.abuse.check_client(state.redis.as_ref(), &client).await?;
     let email = normalize_email(&input.email);
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(email))
@@ -249,12 +247,8 @@ async fn resend_verification(
     me: AuthUser,
     client: ClientMeta,
 ) -> Result<StatusCode, AppError> {
-    if let Some(ip) = client.ip {
-        state.auth.abuse.check_ip(state.redis.as_ref(), ip).await?;
-    }
-    let u = find_live(&state.db, me.user_id)
-        .await?
-        .ok_or_else(|| AppError::Unauthorized("account no longer exists".into()))?;
+    state.auth.abuse.check_client(state.redis.as_ref(), &client).await?;
+    let u = crate::users::load_signed_in(&state.db, &me).await?;
     if u.email_verified {
         return Err(AppError::Conflict("email address already verified".into()));
     }

@@ -88,9 +88,7 @@ async fn register(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<RegisterIn>>,
 ) -> Result<impl IntoResponse, AppError> {
-    if let Some(ip) = client.ip {
-        state.auth.abuse.check_ip(state.redis.as_ref(), ip).await?;
-    }
+    state.auth.abuse.check_client(state.redis.as_ref(), &client).await?;
     state.auth.passwords.check_policy("password", &input.password)?;
     let email = normalize_email(&input.email);
     let hash = state.auth.passwords.hash(&input.password).await?;
@@ -166,9 +164,7 @@ async fn login(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<LoginIn>>,
 ) -> Result<axum::response::Response, AppError> {
-    if let Some(ip) = client.ip {
-        state.auth.abuse.check_ip(state.redis.as_ref(), ip).await?;
-    }
+    state.auth.abuse.check_client(state.redis.as_ref(), &client).await?;
     let email = normalize_email(&input.email);
     let redis = state.redis.as_ref();
     state.auth.abuse.check_account(redis, &email).await?;

@@ -189,10 +189,6 @@ pub async fn start_challenge(state: &AppState, u: &user::Model, device: &DeviceI
     Ok(token)
 }
 
-async fn load_me(state: &AppState, me: &AuthUser) -> Result<user::Model, AppError> {
-    find_live(&state.db, me.user_id).await?.ok_or_else(|| AppError::Unauthorized("account no longer exists".into()))
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollOut {
@@ -207,7 +203,7 @@ pub struct EnrollOut {
     responses((status = 200, body = EnrollOut), (status = 401), (status = 409, description = "MFA already on")))]
 #[tracing::instrument(skip_all)]
 async fn enroll(State(state): State<AppState>, me: AuthUser) -> Result<Json<EnrollOut>, AppError> {
-    let u = load_me(&state, &me).await?;
+    let u = crate::users::load_signed_in(&state.db, &me).await?;
     if u.mfa_enabled {
         return Err(AppError::Conflict("MFA is already enabled; disable it first".into()));
     }
@@ -249,7 +245,7 @@ async fn activate(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<CodeIn>>,
 ) -> Result<Json<BackupCodesOut>, AppError> {
-    let u = load_me(&state, &me).await?;
+    let u = crate::users::load_signed_in(&state.db, &me).await?;
     if u.mfa_enabled {
         return Err(AppError::Conflict("MFA is already enabled".into()));
     }
@@ -304,7 +300,7 @@ async fn disable(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<CodeIn>>,
 ) -> Result<StatusCode, AppError> {
-    let u = load_me(&state, &me).await?;
+    let u = crate::users::load_signed_in(&state.db, &me).await?;
     if !u.mfa_enabled {
         return Err(AppError::Conflict("MFA is not enabled".into()));
     }
@@ -358,9 +354,7 @@ async fn verify(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<VerifyIn>>,
 ) -> Result<Json<VerifiedOut>, AppError> {
-    if let Some(ip) = client.ip {
-        state.auth.abuse.check_ip(state.redis.as_ref(), ip).await?;
-    }
+    state.auth.abuse.check_client(state.redis.as_ref(), &client).await?;
     let invalid = || AppError::Unauthorized("invalid or expired MFA token".into());
     let hash = secrets::token_hash(&input.mfa_token);
     let Some(challenge) =

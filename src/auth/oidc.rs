@@ -153,9 +153,7 @@ async fn exchange(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<ExchangeIn>>,
 ) -> Result<Json<AuthOut>, AppError> {
-    if let Some(ip) = client.ip {
-        state.auth.abuse.check_ip(state.redis.as_ref(), ip).await?;
-    }
+    state.auth.abuse.check_client(state.redis.as_ref(), &client).await?;
     let Some(oidc) = state.auth.oidc.as_ref() else {
         return Err(AppError::Unprocessable("sign-in with an external identity provider is not configured".into()));
     };

@@ -37,16 +37,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_user, patch_user, delete_user))
 }
 
-async fn me_row(state: &AppState, me: &AuthUser) -> Result<user::Model, AppError> {
-    find_live(&state.db, me.user_id).await?.ok_or_else(|| AppError::Unauthorized("account no longer exists".into()))
-}
-
 /// The signed-in user.
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserOut), (status = 401)))]
 #[tracing::instrument(skip_all)]
 async fn get_me(State(state): State<AppState>, me: AuthUser) -> Result<Json<UserOut>, AppError> {
-    Ok(Json(UserOut::from(&me_row(&state, &me).await?)))
+    Ok(Json(UserOut::from(&super::load_signed_in(&state.db, &me).await?)))
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -65,7 +61,7 @@ async fn patch_me(
     me: AuthUser,
     Valid(Json(input)): Valid<Json<MePatch>>,
 ) -> Result<Json<UserOut>, AppError> {
-    let u = me_row(&state, &me).await?;
+    let u = super::load_signed_in(&state.db, &me).await?;
     let mut active: user::ActiveModel = u.into();
     if let Some(name) = input.name {
         active.name = Set(name.trim().to_string());
@@ -161,7 +157,7 @@ async fn put_profile(
     me: AuthUser,
     Valid(Json(input)): Valid<Json<ProfileIn>>,
 ) -> Result<Json<ProfileOut>, AppError> {
-    me_row(&state, &me).await?;
+    super::load_signed_in(&state.db, &me).await?;
     let now = Utc::now();
     let row = profile::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -206,7 +202,7 @@ async fn change_password(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<PasswordChangeIn>>,
 ) -> Result<StatusCode, AppError> {
-    let u = me_row(&state, &me).await?;
+    let u = super::load_signed_in(&state.db, &me).await?;
     state.auth.passwords.check_policy("newPassword", &input.new_password)?;
     if !state.auth.passwords.verify(&input.current_password, u.password_hash.as_deref()).await? {
         return Err(AppError::invalid_field("currentPassword", "is not correct"));

@@ -62,6 +62,16 @@ pub async fn find_live<C: sea_orm::ConnectionTrait>(
     entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null()).one(db).await
 }
 
+/// The signed-in caller's row; 401 when the account was deleted since the token was issued.
+pub async fn load_signed_in<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    me: &crate::auth::AuthUser,
+) -> Result<entity::user::Model, crate::http::AppError> {
+    find_live(db, me.user_id)
+        .await?
+        .ok_or_else(|| crate::http::AppError::Unauthorized("account no longer exists".into()))
+}
+
 /// Sets a new password hash for a live, enabled account, ends its sessions (all, or all but
 /// `keep`), writes the audit row, commits `txn` and makes the revocations effective. The one
 /// path for password changes and resets. 400 naming `token_field` when the account is gone.
