@@ -8,6 +8,8 @@ use crate::state::AppState;
 pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = crate::auth::revocation::spawn_background(state);
     tasks.push(crate::mail::spawn_delivery(state.clone()));
+    tasks.push(crate::telemetry::maintenance::spawn(state.clone()));
+    tasks.extend(crate::telemetry::mqtt::spawn(state));
     let pruned = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

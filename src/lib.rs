@@ -7,6 +7,7 @@ pub mod background;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod greenhouse;
 pub mod health;
 pub mod http;
 pub mod logging;
@@ -16,6 +17,7 @@ pub mod migration;
 pub mod seed;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod users;
 pub mod util;
 

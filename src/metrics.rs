@@ -30,6 +30,25 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: HistogramFamily<HttpLabels>,
     pub http_in_flight: Gauge,
+    /// Readings stored, by source (`http`, `mqtt`).
+    pub telemetry_ingested: Family<SourceLabels, Counter>,
+    /// Readings that were already stored (resent), by source.
+    pub telemetry_duplicates: Family<SourceLabels, Counter>,
+    /// Batches or MQTT messages refused, by source and reason.
+    pub telemetry_rejected: Family<RejectLabels, Counter>,
+}
+
+/// Where telemetry came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+/// Why telemetry was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub source: &'static str,
+    pub reason: &'static str,
 }
 
 impl Metrics {
@@ -52,7 +71,33 @@ impl Metrics {
         let build_info = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         build_info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))]).set(1);
         registry.register("mash_build", "Build information", build_info);
-        Arc::new(Self { registry, http_requests, http_duration, http_in_flight })
+        let telemetry_ingested = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "telemetry_readings_ingested",
+            "Sensor readings stored, by source",
+            telemetry_ingested.clone(),
+        );
+        let telemetry_duplicates = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "telemetry_readings_duplicate",
+            "Sensor readings received again and not stored twice, by source",
+            telemetry_duplicates.clone(),
+        );
+        let telemetry_rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "telemetry_rejected",
+            "Telemetry batches or MQTT messages refused, by source and reason",
+            telemetry_rejected.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            http_requests,
+            http_duration,
+            http_in_flight,
+            telemetry_ingested,
+            telemetry_duplicates,
+            telemetry_rejected,
+        })
     }
 
     /// The Prometheus text exposition of every metric.

@@ -5,7 +5,9 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
-use crate::{auth::AuthState, config::Config, metrics::Metrics};
+use crate::{
+    auth::AuthState, config::Config, greenhouse::GreenhouseState, metrics::Metrics, telemetry::TelemetryState,
+};
 
 /// Everything handlers share. An `Arc` inside, so cloning is a reference count.
 #[derive(Clone)]
@@ -19,6 +21,8 @@ pub struct Inner {
     pub auth: AuthState,
     /// Wakes the mail delivery task when a transaction queued mail.
     pub mail_queued: tokio::sync::Notify,
+    pub greenhouse: GreenhouseState,
+    pub telemetry: TelemetryState,
 }
 
 impl Deref for AppState {
@@ -35,6 +39,7 @@ impl AppState {
             None => None,
         };
         let auth = AuthState::new(&config)?;
+        let greenhouse = GreenhouseState::new(config.telemetry.offline_after);
         Ok(Self(Arc::new(Inner {
             config,
             db,
@@ -42,6 +47,8 @@ impl AppState {
             metrics: Metrics::new(),
             auth,
             mail_queued: tokio::sync::Notify::new(),
+            greenhouse,
+            telemetry: TelemetryState::default(),
         })))
     }
 }

@@ -36,6 +36,9 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// `Forbidden` that names the refused items, in `details`.
+    #[error("{message}")]
+    ForbiddenWith { message: String, details: Vec<FieldError> },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -74,7 +77,7 @@ impl AppError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ForbiddenWith { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,7 +110,9 @@ impl IntoResponse for AppError {
                 tracing::debug!(%message, "bad request");
                 (message, details_value(details))
             }
-            Self::UnavailableWith { message, details } => (message, details_value(details)),
+            Self::UnavailableWith { message, details } | Self::ForbiddenWith { message, details } => {
+                (message, details_value(details))
+            }
             Self::TooManyRequests { message, retry_after_secs } => {
                 retry_after = Some(retry_after_secs.max(1));
                 (message, None)

@@ -24,7 +24,11 @@ pub const API_PREFIX: &str = "/api/v1";
     tags(
         (name = "service", description = "Health, readiness and metrics"),
         (name = "auth", description = "Sign-up, sign-in, tokens, sessions and MFA"),
-        (name = "users", description = "The caller's account and admin user management")
+        (name = "users", description = "The caller's account and admin user management"),
+        (name = "growers", description = "Growers (tenants), their members and chambers"),
+        (name = "devices", description = "Device registry, tokens, live state, desired and reported state"),
+        (name = "telemetry", description = "Sensor readings: ingestion and history"),
+        (name = "mqtt", description = "HTTP auth/ACL hooks for the MQTT broker (shared-secret protected)")
     )
 )]
 struct ApiDoc;
@@ -40,6 +44,15 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        components.add_security_scheme(
+            "device",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Authorization",
+                    "`Device <deviceToken>`, the token shown once by `POST /devices` or `rotate-token`",
+                ),
+            )),
+        );
     }
 }
 
@@ -50,7 +63,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(crate::auth::mfa::router())
         .merge(crate::auth::email::router())
         .merge(crate::auth::oidc::router())
-        .merge(crate::users::router());
+        .merge(crate::users::router())
+        .merge(crate::greenhouse::router())
+        .merge(crate::telemetry::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::router())
         .merge(crate::auth::well_known())

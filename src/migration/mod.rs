@@ -5,12 +5,17 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_core;
 mod m20261122_000002_identity;
+mod m20261122_000003_greenhouse;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_core::Migration), Box::new(m20261122_000002_identity::Migration)]
+        vec![
+            Box::new(m20261122_000001_core::Migration),
+            Box::new(m20261122_000002_identity::Migration),
+            Box::new(m20261122_000003_greenhouse::Migration),
+        ]
     }
 }

@@ -1,0 +1,451 @@
+//! Where readings live. Each function here is backend-neutral to its callers and picks the
+//! statement for the backend inside:
+//!
+//! - PostgreSQL: a batch is **one statement** — `unnest` of four array parameters into
+//!   `sensor_readings` (`ON CONFLICT DO NOTHING`), with the `device_state` upsert in a
+//!   data-modifying CTE of the same statement, so the batch and the live state commit together
+//!   in one round trip. The statement text is the same for every batch size, so it is prepared
+//!   once per connection.
+//! - SQLite: one multi-row `INSERT` for the readings and one for the state, in one
+//!   `BEGIN IMMEDIATE` transaction (`ts` stored as integer microseconds).
+//!
+//! Either way the call returns only after the commit, and `synchronous_commit` (PostgreSQL) /
+//! `synchronous=FULL` (SQLite) make a commit durable: an acknowledged reading survives a crash.
+
+use std::{collections::HashSet, sync::Mutex};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{
+    DatabaseBackend, DatabaseConnection, DbErr, RuntimeErr,
+    sqlx::{self, AssertSqlSafe, Row},
+};
+use uuid::Uuid;
+
+/// One validated reading. `ts` is already truncated to microseconds (both backends keep that).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device_id: Uuid,
+    pub metric: String,
+    pub ts: DateTime<Utc>,
+    pub value: f64,
+}
+
+fn db_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(e.into()))
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// The latest reading per (device, metric) of a batch that is sorted by (device, metric, ts):
+/// for each key, the first reading with the greatest `ts` (the one that is stored when the batch
+/// repeats a key).
+fn latest_per_key(sorted: &[Reading]) -> Vec<&Reading> {
+    let mut out: Vec<&Reading> = Vec::new();
+    for r in sorted {
+        match out.last_mut() {
+            Some(last) if last.device_id == r.device_id && last.metric == r.metric => {
+                if r.ts > last.ts {
+                    *last = r;
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Stores a batch and updates the live state; returns how many readings were new.
+/// Readings already stored (same device, metric and ts) are skipped, and an older reading never
+/// replaces a newer live value.
+pub async fn insert(db: &DatabaseConnection, partitions: &Partitions, readings: &mut [Reading]) -> Result<u64, DbErr> {
+    if readings.is_empty() {
+        return Ok(0);
+    }
+    // One lock order for every writer, so concurrent batches touching the same keys cannot deadlock.
+    readings.sort_by(|a, b| (a.device_id, &a.metric, a.ts).cmp(&(b.device_id, &b.metric, b.ts)));
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => insert_pg(db, partitions, readings).await,
+        _ => insert_sqlite(db, readings).await,
+    }
+}
+
+const PG_INSERT: &str = "\
+WITH ins AS (
+    INSERT INTO sensor_readings (device_id, metric, ts, value)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::float8[])
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), st AS (
+    INSERT INTO device_state (device_id, metric, ts, value)
+    SELECT * FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::float8[])
+    ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value
+    WHERE excluded.ts > device_state.ts
+)
+SELECT count(*) FROM ins";
+
+async fn insert_pg(db: &DatabaseConnection, partitions: &Partitions, readings: &[Reading]) -> Result<u64, DbErr> {
+    let pool = db.get_postgres_connection_pool();
+    let days: HashSet<NaiveDate> = readings.iter().map(|r| r.ts.date_naive()).collect();
+    partitions.ensure(pool, &days).await?;
+    let latest = latest_per_key(readings);
+    let run = || {
+        sqlx::query_scalar::<_, i64>(PG_INSERT)
+            .bind(readings.iter().map(|r| r.device_id).collect::<Vec<_>>())
+            .bind(readings.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>())
+            .bind(readings.iter().map(|r| r.ts).collect::<Vec<_>>())
+            .bind(readings.iter().map(|r| r.value).collect::<Vec<_>>())
+            .bind(latest.iter().map(|r| r.device_id).collect::<Vec<_>>())
+            .bind(latest.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>())
+            .bind(latest.iter().map(|r| r.ts).collect::<Vec<_>>())
+            .bind(latest.iter().map(|r| r.value).collect::<Vec<_>>())
+            .fetch_one(pool)
+    };
+    match run().await {
+        Ok(n) => Ok(n as u64),
+        // A partition this process believed in is gone (dropped by another instance's
+        // retention, or by hand): forget what we know, create what is needed, try once more.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => {
+            partitions.forget();
+            partitions.ensure(pool, &days).await?;
+            run().await.map(|n| n as u64).map_err(db_err)
+        }
+        Err(e) => Err(db_err(e)),
+    }
+}
+
+/// Multi-row `INSERT … VALUES (?, ?, ?, ?), …` for `rows` rows, with an optional tail.
+fn values_sql(head: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * 11 + tail.len());
+    sql.push_str(head);
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
+    }
+    sql.push_str(tail);
+    sql
+}
+
+async fn insert_sqlite(db: &DatabaseConnection, readings: &[Reading]) -> Result<u64, DbErr> {
+    let pool = db.get_sqlite_connection_pool();
+    let latest = latest_per_key(readings);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let sql = values_sql(
+        "INSERT INTO sensor_readings (device_id, metric, ts, value) VALUES ",
+        readings.len(),
+        " ON CONFLICT DO NOTHING",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for r in readings {
+        q = q.bind(r.device_id).bind(r.metric.as_str()).bind(r.ts.timestamp_micros()).bind(r.value);
+    }
+    let accepted = q.execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+    let sql = values_sql(
+        "INSERT INTO device_state (device_id, metric, ts, value) VALUES ",
+        latest.len(),
+        " ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value \
+         WHERE excluded.ts > device_state.ts",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for r in &latest {
+        q = q.bind(r.device_id).bind(r.metric.as_str()).bind(r.ts.timestamp_micros()).bind(r.value);
+    }
+    q.execute(&mut *tx).await.map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(accepted)
+}
+
+/// The live state of a device: the latest value per metric, by metric name.
+pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(String, f64, DateTime<Utc>)>, DbErr> {
+    const SQL: &str = "SELECT metric, value, ts FROM device_state WHERE device_id = $1 ORDER BY metric";
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let rows = sqlx::query_as::<_, (String, f64, DateTime<Utc>)>(SQL)
+                .bind(device_id)
+                .fetch_all(db.get_postgres_connection_pool())
+                .await
+                .map_err(db_err)?;
+            Ok(rows)
+        }
+        _ => {
+            let rows = sqlx::query_as::<_, (String, f64, i64)>(SQL)
+                .bind(device_id)
+                .fetch_all(db.get_sqlite_connection_pool())
+                .await
+                .map_err(db_err)?;
+            Ok(rows.into_iter().map(|(m, v, ts)| (m, v, from_micros(ts))).collect())
+        }
+    }
+}
+
+/// How the readings of one bucket become one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Agg {
+    Avg,
+    Min,
+    Max,
+    Sum,
+    Count,
+    /// The value of the latest reading in the bucket.
+    Last,
+}
+
+/// A time range `[from, to)` of one device's metric.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub device_id: Uuid,
+    pub metric: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Aggregates per bucket of `bucket_secs`, computed in SQL. Buckets are aligned to the Unix
+/// epoch, hence to UTC minutes, hours and midnights; each point carries its bucket's start.
+/// Buckets without readings are absent.
+pub async fn buckets(
+    db: &DatabaseConnection,
+    s: &Series,
+    bucket_secs: i64,
+    agg: Agg,
+) -> Result<Vec<(DateTime<Utc>, f64)>, DbErr> {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let (select, order) = match agg {
+                Agg::Avg => ("avg(value)", ""),
+                Agg::Min => ("min(value)", ""),
+                Agg::Max => ("max(value)", ""),
+                Agg::Sum => ("sum(value)", ""),
+                Agg::Count => ("count(*)::float8", ""),
+                Agg::Last => ("(array_agg(value ORDER BY ts DESC))[1]", ""),
+            };
+            let sql = format!(
+                "SELECT date_bin(make_interval(secs => $3), ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS b, \
+                 {select} AS v FROM sensor_readings \
+                 WHERE device_id = $1 AND metric = $2 AND ts >= $4 AND ts < $5 GROUP BY b ORDER BY b{order}"
+            );
+            sqlx::query_as::<_, (DateTime<Utc>, f64)>(AssertSqlSafe(sql))
+                .bind(s.device_id)
+                .bind(s.metric.as_str())
+                .bind(bucket_secs as f64)
+                .bind(s.from)
+                .bind(s.to)
+                .fetch_all(db.get_postgres_connection_pool())
+                .await
+                .map_err(db_err)
+        }
+        _ => {
+            // SQLite: with max(ts) in the select list, the bare `value` comes from the row
+            // holding that maximum (documented SQLite behaviour), which is exactly "last".
+            let select = match agg {
+                Agg::Avg => "avg(value)",
+                Agg::Min => "min(value)",
+                Agg::Max => "max(value)",
+                Agg::Sum => "sum(value)",
+                Agg::Count => "CAST(count(*) AS REAL)",
+                Agg::Last => "value, max(ts)",
+            };
+            let sql = format!(
+                "SELECT (ts / ?3) * ?3 AS b, {select} FROM sensor_readings \
+                 WHERE device_id = ?1 AND metric = ?2 AND ts >= ?4 AND ts < ?5 GROUP BY b ORDER BY b"
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(s.device_id)
+                .bind(s.metric.as_str())
+                .bind(bucket_secs * 1_000_000)
+                .bind(s.from.timestamp_micros())
+                .bind(s.to.timestamp_micros())
+                .fetch_all(db.get_sqlite_connection_pool())
+                .await
+                .map_err(db_err)?;
+            rows.iter()
+                .map(|row| Ok((from_micros(row.try_get::<i64, _>(0)?), row.try_get::<f64, _>(1)?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(db_err)
+        }
+    }
+}
+
+/// Raw readings in time order, after `after` (a cursor), at most `limit`.
+pub async fn raw(
+    db: &DatabaseConnection,
+    s: &Series,
+    after: Option<DateTime<Utc>>,
+    limit: u64,
+) -> Result<Vec<(DateTime<Utc>, f64)>, DbErr> {
+    let from_exclusive = after.filter(|a| *a >= s.from);
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => sqlx::query_as::<_, (DateTime<Utc>, f64)>(
+            "SELECT ts, value FROM sensor_readings WHERE device_id = $1 AND metric = $2 \
+             AND ts >= $3 AND ts < $4 AND ($5::timestamptz IS NULL OR ts > $5) ORDER BY ts LIMIT $6",
+        )
+        .bind(s.device_id)
+        .bind(s.metric.as_str())
+        .bind(s.from)
+        .bind(s.to)
+        .bind(from_exclusive)
+        .bind(limit as i64)
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err),
+        _ => {
+            let rows = sqlx::query_as::<_, (i64, f64)>(
+                "SELECT ts, value FROM sensor_readings WHERE device_id = ?1 AND metric = ?2 \
+                 AND ts >= ?3 AND ts < ?4 AND ts > ?5 ORDER BY ts LIMIT ?6",
+            )
+            .bind(s.device_id)
+            .bind(s.metric.as_str())
+            .bind(s.from.timestamp_micros())
+            .bind(s.to.timestamp_micros())
+            .bind(from_exclusive.map_or(i64::MIN, |a| a.timestamp_micros()))
+            .bind(limit as i64)
+            .fetch_all(db.get_sqlite_connection_pool())
+            .await
+            .map_err(db_err)?;
+            Ok(rows.into_iter().map(|(ts, v)| (from_micros(ts), v)).collect())
+        }
+    }
+}
+
+/// Removes readings older than `cutoff`. PostgreSQL drops every day partition that ends at
+/// or before the cutoff's day (whole days only, never a partial delete); SQLite deletes in
+/// chunks so the write lock is never held for long. Returns what was removed, for the log.
+pub async fn retain(db: &DatabaseConnection, partitions: &Partitions, cutoff: DateTime<Utc>) -> Result<String, DbErr> {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            let cutoff_day = cutoff.date_naive();
+            let mut dropped = Vec::new();
+            for (name, day) in partitions.list(pool).await? {
+                if day.succ_opt().is_some_and(|end| end <= cutoff_day) {
+                    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
+                        .execute(pool)
+                        .await
+                        .map_err(db_err)?;
+                    partitions.known.lock().unwrap_or_else(|p| p.into_inner()).remove(&day);
+                    dropped.push(name);
+                }
+            }
+            Ok(format!("dropped partitions: {dropped:?}"))
+        }
+        _ => {
+            let pool = db.get_sqlite_connection_pool();
+            let mut total = 0u64;
+            loop {
+                let n = sqlx::query(
+                    "DELETE FROM sensor_readings WHERE (device_id, metric, ts) IN \
+                     (SELECT device_id, metric, ts FROM sensor_readings WHERE ts < ?1 LIMIT 5000)",
+                )
+                .bind(cutoff.timestamp_micros())
+                .execute(pool)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                total += n;
+                if n == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Ok(format!("deleted {total} readings"))
+        }
+    }
+}
+
+/// The day partitions of `sensor_readings` on PostgreSQL (`sensor_readings_pYYYYMMDD`, one
+/// per UTC day). The set of days known to exist saves a catalog round trip per batch.
+#[derive(Default)]
+pub struct Partitions {
+    known: Mutex<HashSet<NaiveDate>>,
+}
+
+/// Serialises partition DDL across instances.
+const PARTITION_LOCK: i64 = 0x6d61_7368_7061_7274; // "mashpart"
+
+impl Partitions {
+    fn name(day: NaiveDate) -> String {
+        format!("sensor_readings_p{}", day.format("%Y%m%d"))
+    }
+
+    fn forget(&self) {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Makes sure a partition exists for each of `days`.
+    pub async fn ensure(&self, pool: &sqlx::PgPool, days: &HashSet<NaiveDate>) -> Result<(), DbErr> {
+        let missing: Vec<NaiveDate> = {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            days.iter().filter(|d| !known.contains(d)).copied().collect()
+        };
+        for day in missing {
+            let next = day.succ_opt().ok_or_else(|| DbErr::Custom("date out of range".into()))?;
+            let mut tx = pool.begin().await.map_err(db_err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PARTITION_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF sensor_readings \
+                 FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
+                Self::name(day)
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(day);
+        }
+        Ok(())
+    }
+
+    /// The existing partitions and their days.
+    pub async fn list(&self, pool: &sqlx::PgPool) -> Result<Vec<(String, NaiveDate)>, DbErr> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'sensor_readings' AND p.relnamespace = current_schema()::regnamespace \
+             ORDER BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+        Ok(names
+            .into_iter()
+            .filter_map(|n| {
+                let day = NaiveDate::parse_from_str(n.strip_prefix("sensor_readings_p")?, "%Y%m%d").ok()?;
+                Some((n, day))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(device: u128, metric: &str, secs: i64, value: f64) -> Reading {
+        Reading {
+            device_id: Uuid::from_u128(device),
+            metric: metric.into(),
+            ts: DateTime::from_timestamp(secs, 0).unwrap(),
+            value,
+        }
+    }
+
+    #[test]
+    fn latest_per_key_takes_the_newest_and_the_first_of_equal_timestamps() {
+        let mut batch =
+            vec![r(1, "t", 10, 1.0), r(1, "t", 30, 2.0), r(1, "t", 30, 9.0), r(1, "h", 5, 3.0), r(2, "t", 1, 4.0)];
+        batch.sort_by(|a, b| (a.device_id, &a.metric, a.ts).cmp(&(b.device_id, &b.metric, b.ts)));
+        let latest: Vec<(u128, &str, f64)> =
+            latest_per_key(&batch).iter().map(|r| (r.device_id.as_u128(), r.metric.as_str(), r.value)).collect();
+        assert_eq!(latest, vec![(1, "h", 3.0), (1, "t", 2.0), (2, "t", 4.0)]);
+    }
+
+    #[test]
+    fn values_sql_has_one_group_per_row() {
+        assert_eq!(
+            values_sql("INSERT INTO x VALUES ", 2, " ON CONFLICT DO NOTHING"),
+            "INSERT INTO x VALUES (?,?,?,?),(?,?,?,?) ON CONFLICT DO NOTHING"
+        );
+    }
+}
