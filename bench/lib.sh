@@ -298,3 +298,53 @@ psql_admin() {
     PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d postgres \
         -v ON_ERROR_STOP=1 -qAtX -c "$1"
 }
+
+# ---------------------------------------------------------------------------
+# Telemetry scenarios
+# ---------------------------------------------------------------------------
+: "${BENCH_INGEST_CONNECTIONS:=8}"
+
+# telemetry_setup NAME URL: admin login, a grower and BENCH_INGEST_CONNECTIONS + 1 devices.
+# Writes "<id> <token>" lines to $BENCH_TMP/devices-NAME.txt (the last line is the history
+# device) and sets TEL_ADMIN_TOKEN.
+telemetry_setup() {
+    local name=$1 url=$2 grower i body
+    TEL_ADMIN_TOKEN=$(curl -s --max-time 10 -H 'content-type: application/json' \
+        -d '{"email":"bench-admin@example.com","password":"bench admin passphrase 2026"}' "$url/api/v1/auth/login" |
+        sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+    [[ -n $TEL_ADMIN_TOKEN ]] || { bench_log "telemetry: admin login failed"; return 1; }
+    grower=$(curl -s --max-time 10 -H "authorization: Bearer $TEL_ADMIN_TOKEN" -H 'content-type: application/json' \
+        -d '{"name":"Bench grower"}' "$url/api/v1/growers" | sed -n 's/^{"id":"\([^"]*\)".*/\1/p')
+    [[ -n $grower ]] || { bench_log "telemetry: grower creation failed"; return 1; }
+    : >"$BENCH_TMP/devices-$name.txt"
+    for ((i = 0; i <= BENCH_INGEST_CONNECTIONS; i++)); do
+        body=$(curl -s --max-time 10 -H "authorization: Bearer $TEL_ADMIN_TOKEN" -H 'content-type: application/json' \
+            -d "{\"growerId\":\"$grower\",\"name\":\"bench device $i\"}" "$url/api/v1/devices")
+        printf '%s %s\n' "$(sed -n 's/.*"device":{"id":"\([^"]*\)".*/\1/p' <<<"$body")" \
+            "$(sed -n 's/.*"deviceToken":"\([^"]*\)".*/\1/p' <<<"$body")" >>"$BENCH_TMP/devices-$name.txt"
+    done
+    [[ $(grep -c '^[0-9a-f-]\{36\} mdt_' "$BENCH_TMP/devices-$name.txt") -eq $((BENCH_INGEST_CONNECTIONS + 1)) ]] ||
+        { bench_log "telemetry: device creation failed"; return 1; }
+}
+
+# telemetry_mash NAME WORKDIR PORT [VAR=value...]: seeds the bench admin into the database
+# (`mash seed`, which also migrates), then starts mash like start_mash.
+telemetry_mash() {
+    local name=$1 dir=$2 port=$3
+    shift 3
+    mkdir -p "$dir"
+    (
+        cd "$dir" || exit 1
+        unset REDIS_URL MQTT_URL DATABASE_URL
+        exec env LOG_FORMAT=json RUST_LOG=warn MASH_SEED_ADMIN_EMAIL=bench-admin@example.com \
+            MASH_SEED_ADMIN_PASSWORD="bench admin passphrase 2026" "$@" "$MASH_BIN" seed
+    ) >>"$BENCH_OUT/mash-$name.log" 2>&1 || { bench_log "$name: mash seed failed"; return 1; }
+    start_mash "$name" "$dir" "$port" "$@"
+}
+
+# ingest_load_bin: builds examples/ingest_load.rs (release) once and prints its path.
+ingest_load_bin() {
+    local bin=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/ingest_load
+    (cd "$REPO_ROOT" && cargo build -q --release --example ingest_load) >&2 || return 1
+    echo "$bin"
+}

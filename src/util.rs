@@ -42,6 +42,58 @@ pub fn read_or_create_private(
     }
 }
 
+/// JSON equality where numbers compare by value: PostgreSQL's `jsonb` gives `1e16` back as
+/// `10000000000000000`, which `serde_json` would call a different value.
+pub fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if x.is_f64() || y.is_f64() {
+                x.as_f64() == y.as_f64()
+            } else {
+                x == y
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The path (`name`, `items[3].metric`) of the first string or key holding a NUL character.
+/// PostgreSQL cannot store U+0000 in text or `jsonb`, so such input is refused up front, the
+/// same way on both databases.
+pub fn find_nul(v: &serde_json::Value, path: &mut String) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = find_nul(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        Value::Object(map) => map.iter().any(|(k, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(k);
+            let found = k.contains('\0') || find_nul(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -49,5 +101,18 @@ mod tests {
         assert!(super::constant_time_eq(b"abc", b"abc"));
         assert!(!super::constant_time_eq(b"abc", b"abd"));
         assert!(!super::constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn json_numbers_compare_by_value_and_nul_is_found_by_path() {
+        use serde_json::json;
+        assert!(super::json_eq(&json!({"a": [1e16, 2]}), &json!({"a": [10000000000000000u64, 2]})));
+        assert!(!super::json_eq(&json!({"a": 1.5}), &json!({"a": 1})));
+        assert!(!super::json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        let mut path = String::new();
+        assert!(super::find_nul(&json!({"items": [{"m": "ok"}, {"m": "x\u{0}y"}]}), &mut path));
+        assert_eq!(path, "items[1].m");
+        let mut path = String::new();
+        assert!(!super::find_nul(&json!({"a": ["b"]}), &mut path));
     }
 }

@@ -19,11 +19,19 @@ pub fn classify(err: DbErr) -> AppError {
         DbErr::RecordNotFound(what) => AppError::NotFound(format!("{what} not found")),
         DbErr::ConnectionAcquire(_) => AppError::Unavailable("database unavailable".into()),
         DbErr::Conn(_) => AppError::Unavailable("database unavailable".into()),
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) if is_nul_text(e) => {
+            AppError::bad_request("text must not contain NUL characters")
+        }
         DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) if is_outage(e) => {
             AppError::Unavailable("database unavailable".into())
         }
         _ => AppError::Internal(err.into()),
     }
+}
+
+/// PostgreSQL refusing U+0000 in text (22021) or `jsonb` (22P05), e.g. from a query parameter.
+fn is_nul_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")))
 }
 
 fn is_outage(e: &sqlx::Error) -> bool {

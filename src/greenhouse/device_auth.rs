@@ -15,7 +15,6 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::entity::device;
@@ -71,7 +70,8 @@ pub async fn verify<C: ConnectionTrait>(db: &C, token: &str) -> Result<Option<De
         .await?;
     let Some((device_id, grower_id, stored)) = row else { return Ok(None) };
     let given = hash_secret(secret);
-    Ok(bool::from(given.as_bytes().ct_eq(stored.as_bytes())).then_some(DeviceAuth { device_id, grower_id }))
+    Ok(crate::util::constant_time_eq(given.as_bytes(), stored.as_bytes())
+        .then_some(DeviceAuth { device_id, grower_id }))
 }
 
 /// The token of an `Authorization: Device <token>` header, if that is the scheme used.

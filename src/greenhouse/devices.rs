@@ -521,7 +521,14 @@ async fn put_desired(
     let (desired, if_version) = desired_body(body)?;
     let desired = Value::Object(desired);
     let txn = crate::db::begin_write(&state.db).await?;
-    let d = access::device(&txn, &me, id, Need::Write).await?;
+    access::device(&txn, &me, id, Need::Write).await?;
+    // Writers queue on the row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises), so a
+    // write without `ifVersion` always applies on top of the latest version, never 409s.
+    let mut read = device::Entity::find_by_id(id);
+    if crate::db::backend(&state.db) == sea_orm::DatabaseBackend::Postgres {
+        read = read.lock_exclusive();
+    }
+    let d = read.one(&txn).await?.ok_or_else(|| AppError::NotFound("device not found".into()))?;
     if let Some(expected) = if_version
         && expected != d.desired_version
     {
@@ -530,7 +537,7 @@ async fn put_desired(
             d.desired_version
         )));
     }
-    if d.desired == desired {
+    if crate::util::json_eq(&d.desired, &desired) {
         return Ok(Json(DesiredOut { desired, desired_version: d.desired_version }));
     }
     let version = d.desired_version + 1;

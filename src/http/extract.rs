@@ -27,14 +27,32 @@ fn is_json_content_type(parts_or_req: &axum::http::HeaderMap) -> bool {
 
 /// Deserializes JSON, reporting the path of the first field that does not fit.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    // `\u0000` is valid JSON but no database text can hold it (PostgreSQL refuses it).
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        let mut path = String::new();
+        if crate::util::find_nul(&value, &mut path) {
+            let field = if path.is_empty() { "body".to_string() } else { path };
+            return Err(AppError::BadRequest {
+                message: format!("invalid {field}: must not contain NUL characters"),
+                details: vec![FieldError::new(field, "must not contain NUL characters")],
+            });
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();
+            // serde_json calls an out-of-range number (`1e999`) a syntax error, but it is a
+            // bad value in a well-formed document: name its field like any other bad value.
+            let out_of_range = inner.to_string().starts_with("number out of range");
             match inner.classify() {
-                serde_json::error::Category::Data => {
+                serde_json::error::Category::Data | serde_json::error::Category::Syntax
+                    if out_of_range || inner.is_data() =>
+                {
                     let field = if path == "." { "body".to_string() } else { path };
                     Err(AppError::BadRequest {
                         message: format!("invalid request body: {field}: {}", strip_position(&inner)),
@@ -192,7 +210,13 @@ pub fn validation_error(report: garde::Report) -> AppError {
         .collect();
     let message = match details.as_slice() {
         [one] => format!("invalid {}: {}", one.field, one.message),
-        many => format!("{} fields are invalid", many.len()),
+        many => {
+            let fields: std::collections::BTreeSet<&str> = many.iter().map(|d| d.field.as_str()).collect();
+            match fields.len() {
+                1 => format!("invalid {}: {}", many[0].field, many[0].message),
+                n => format!("{n} fields are invalid"),
+            }
+        }
     };
     AppError::BadRequest { message, details }
 }

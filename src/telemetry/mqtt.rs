@@ -18,7 +18,6 @@ use axum::{
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -241,7 +240,7 @@ fn check_secret(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
         scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
     });
     match given {
-        Some(g) if bool::from(g.as_bytes().ct_eq(secret.expose().as_bytes())) => Ok(()),
+        Some(g) if crate::util::constant_time_eq(g.as_bytes(), secret.expose().as_bytes()) => Ok(()),
         _ => Err(AppError::Unauthorized("missing or wrong MQTT hook secret".into())),
     }
 }
@@ -270,7 +269,7 @@ fn is_server(state: &AppState, username: &str, password: Option<&str>) -> bool {
         None => true,
         Some(p) => {
             let expected = cfg.password.as_ref().map(|s| s.expose()).unwrap_or("");
-            bool::from(p.as_bytes().ct_eq(expected.as_bytes()))
+            crate::util::constant_time_eq(p.as_bytes(), expected.as_bytes())
         }
     }
 }

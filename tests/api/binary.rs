@@ -23,8 +23,39 @@ fn mash(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// A started `mash serve` that is killed if the test ends without stopping it (a failed
+/// assertion), so no server outlives its test holding the output pipe open.
+struct Server(Option<Child>);
+
+impl Server {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits for the process to exit on its own.
+    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.take().expect("running").wait()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP client (reqwest here has no default TLS provider; the server installs ring, and
+/// these tests may run before any in-process server did).
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Starts `mash serve` and collects its stdout lines on a channel.
-fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, mpsc::Receiver<String>) {
     let mut child = mash(dir, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -35,7 +66,7 @@ fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, mpsc::Receiver<
             }
         }
     });
-    (child, rx)
+    (Server(Some(child)), rx)
 }
 
 /// Waits for the "listening" log line and returns the bound address.
@@ -51,7 +82,7 @@ fn wait_listening(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String
     }
 }
 
-fn sigterm(child: &Child) {
+fn sigterm(child: &Server) {
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill -TERM failed");
 }
@@ -60,12 +91,12 @@ fn sigterm(child: &Child) {
 async fn serve_with_no_configuration_is_ready_logs_json_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // No DATABASE_URL: the default SQLite file under ./data is created.
-    let (mut child, rx) = start(dir.path(), &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json")]);
+    let (child, rx) = start(dir.path(), &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json")]);
     let mut lines = Vec::new();
     let addr = wait_listening(&rx, &mut lines);
     assert!(dir.path().join("data/mash.db").exists(), "the SQLite file is created under ./data");
 
-    let client = reqwest::Client::new();
+    let client = client();
     let res = client.get(format!("http://{addr}/health/ready")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let res = client
@@ -99,7 +130,7 @@ async fn serve_with_no_configuration_is_ready_logs_json_and_stops_on_sigterm() {
 async fn serve_uses_the_configured_database() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, rx) = start(
+    let (child, rx) = start(
         dir.path(),
         &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json"), ("DATABASE_URL", db.url.as_str())],
     );
@@ -159,14 +190,15 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     let status = run(&["migrate", "status"]);
     assert!(status.contains("pending  m20261122_000001_core"), "{status}");
     assert!(status.contains("pending  m20261122_000002_identity"), "{status}");
+    assert!(status.contains("pending  m20261122_000003_greenhouse"), "{status}");
     run(&["migrate", "up"]);
     let status = run(&["migrate", "status"]);
     assert!(!status.contains("pending"), "{status}");
     // `down` rolls back only the newest migration.
     run(&["migrate", "down"]);
     let status = run(&["migrate", "status"]);
-    assert!(status.contains("applied  m20261122_000001_core"), "{status}");
-    assert!(status.contains("pending  m20261122_000002_identity"), "{status}");
+    assert!(status.contains("applied  m20261122_000002_identity"), "{status}");
+    assert!(status.contains("pending  m20261122_000003_greenhouse"), "{status}");
     run(&["migrate", "up"]);
     run(&["migrate", "down", "--all"]);
     assert!(!run(&["migrate", "status"]).contains("applied"));
@@ -221,12 +253,12 @@ async fn seed_is_idempotent_and_its_admin_can_sign_in() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("MASH_SEED_ADMIN_PASSWORD"));
 
     // The seeded admin signs in through the API with the ADMIN role, exactly once in the table.
-    let (mut child, rx) = start(
+    let (child, rx) = start(
         dir.path(),
         &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json"), ("DATABASE_URL", db.url.as_str())],
     );
     let addr = wait_listening(&rx, &mut Vec::new());
-    let client = reqwest::Client::new();
+    let client = client();
     let res = client
         .post(format!("http://{addr}/api/v1/auth/login"))
         .json(&serde_json::json!({"email": "root@example.com", "password": "seeded admin passphrase"}))

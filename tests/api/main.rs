@@ -4,10 +4,14 @@
 mod auth;
 mod binary;
 mod conventions;
+mod fixtures;
+mod greenhouse;
 mod health;
 mod helpers;
 mod identity_flows;
 mod mfa;
 mod migrations;
+mod mqtt;
 mod probe;
+mod telemetry;
 mod users;
