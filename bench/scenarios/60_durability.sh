@@ -21,7 +21,7 @@ verify_acked() {
                        AND s.ts BETWEEN TIMESTAMPTZ 'epoch' + a.t0 * interval '1 microsecond'
                                     AND TIMESTAMPTZ 'epoch' + a.t1 * interval '1 microsecond') AS c FROM acked a)
              SELECT sum(n), sum(c), count(*) FILTER (WHERE c < n) FROM got"
-        psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$DUR_PG_DB" -qAtX -F ' ' -v ON_ERROR_STOP=1 -c "$sql"
+        psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$DUR_PG_DB" -qAtX -F ' ' -v ON_ERROR_STOP=1 <<<"$sql"
     else
         python3 - "$BENCH_TMP/durability-sqlite/data/mash.db" "$rec" <<'PY'
 import sqlite3, sys, uuid
@@ -38,7 +38,7 @@ PY
 }
 
 durability_backend() {
-    local name=$1 label=$2 port dir=$BENCH_TMP/durability-$name pid url db_env=() rec=$BENCH_TMP/acked-$1.txt load_pid
+    local name=$1 label=$2 port dir=$BENCH_TMP/durability-$1 pid url db_env=() rec=$BENCH_TMP/acked-$1.txt load_pid
     port=$(free_port) || return 1
     [[ $name == pg ]] && db_env=(DATABASE_URL="$DUR_PG_URL")
     telemetry_mash "durability-$name" "$dir" "$port" "${db_env[@]}" RUST_LOG=warn || return 1
