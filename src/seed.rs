@@ -45,7 +45,7 @@ pub async fn run(config: &Config, db: &DatabaseConnection, demo: bool) -> anyhow
 /// The demo grower: two chambers, four devices and a day of readings at one per minute, so
 /// history and live state show something at once. Skipped when it exists already.
 async fn demo_greenhouse(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
-    use crate::greenhouse::entity::{chamber, device, grower, member};
+    use crate::greenhouse::entity::{chamber, grower, member};
     const NAME: &str = "Demo Greenhouse";
     if grower::Entity::find().filter(grower::Column::Name.eq(NAME)).one(db).await?.is_some() {
         return Ok(vec![format!("grower: {NAME:?} exists, left as it is")]);
@@ -83,31 +83,20 @@ async fn demo_greenhouse(db: &DatabaseConnection) -> anyhow::Result<Vec<String>>
         .await?;
         for d in 0..2 {
             let token = crate::greenhouse::device_auth::issue();
-            let id = Uuid::now_v7();
             let name = format!("Climate sensor {}{}", (b'A' + c as u8) as char, d + 1);
-            device::ActiveModel {
-                id: Set(id),
-                grower_id: Set(grower_id),
-                chamber_id: Set(Some(chamber_id)),
-                name: Set(name.clone()),
-                kind: Set(Some("sensor".into())),
-                metadata: Set(Some(serde_json::json!({ "model": "demo-th-1", "firmware": "1.0.0" }))),
-                token_id: Set(token.id),
-                token_hash: Set(token.hash),
-                token_rotated_at: Set(now),
-                last_seen_at: Set(Some(now)),
-                desired: Set(serde_json::json!({ "targetTemp": 22.0, "targetHumidity": 65 })),
-                desired_version: Set(1),
-                desired_updated_at: Set(Some(now)),
-                reported_state: Set(None),
-                reported_version: Set(None),
-                reported_at: Set(None),
-                deleted_at: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(db)
-            .await?;
+            let mut row = crate::greenhouse::new_device(
+                crate::greenhouse::NewDevice {
+                    grower_id,
+                    chamber_id: Some(chamber_id),
+                    name: name.clone(),
+                    kind: Some("sensor".into()),
+                    metadata: Some(serde_json::json!({ "model": "demo-th-1", "firmware": "1.0.0" })),
+                    desired: serde_json::json!({ "targetTemp": 22.0, "targetHumidity": 65 }),
+                },
+                &token,
+            );
+            row.last_seen_at = Set(Some(now));
+            let id = row.insert(db).await?.id;
             report.push(format!("device: {name} ({id}) token {}", token.token));
             readings.extend(demo_day(id, now, (c * 2 + d) as f64));
         }

@@ -37,6 +37,11 @@ impl Entry {
         self.details = Some(details);
         self
     }
+    /// Where the request came from (client IP and user agent).
+    pub fn client(self, client: &crate::auth::ClientMeta) -> Self {
+        self.from_client(client.ip_string(), client.user_agent.clone())
+    }
+
     pub fn from_client(mut self, ip: Option<String>, user_agent: Option<String>) -> Self {
         self.ip_address = ip;
         // A header is attacker-controlled: keep it bounded.

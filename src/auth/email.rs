@@ -151,10 +151,7 @@ async fn forgot(
         issue(&txn, &state, &u, Purpose::PasswordReset).await?;
         audit::record(
             &txn,
-            Entry::new("user.password_reset_requested")
-                .by(Some(u.id))
-                .on("user", u.id)
-                .from_client(client.ip_string(), client.user_agent),
+            Entry::new("user.password_reset_requested").by(Some(u.id)).on("user", u.id).client(&client),
         )
         .await?;
         txn.commit().await?;
@@ -226,14 +223,8 @@ async fn verify_email(
         .filter(user::Column::Id.eq(user_id))
         .exec(&txn)
         .await?;
-    audit::record(
-        &txn,
-        Entry::new("user.email_verified")
-            .by(Some(user_id))
-            .on("user", user_id)
-            .from_client(client.ip_string(), client.user_agent),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("user.email_verified").by(Some(user_id)).on("user", user_id).client(&client))
+        .await?;
     txn.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

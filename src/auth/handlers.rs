@@ -111,14 +111,7 @@ async fn register(
     if inserted == 0 {
         return Err(AppError::Conflict("email already registered".into()));
     }
-    audit::record(
-        &txn,
-        Entry::new("user.register")
-            .by(Some(id))
-            .on("user", id)
-            .from_client(client.ip_string(), client.user_agent.clone()),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("user.register").by(Some(id)).on("user", id).client(&client)).await?;
     let u = user::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| anyhow::anyhow!("user vanished"))?;
     super::email::queue_verification(&txn, &state, &u).await?;
     txn.commit().await?;
@@ -183,7 +176,7 @@ async fn login(
                 Entry::new("auth.login_failed")
                     .by(other.as_ref().map(|u| u.id))
                     .details(serde_json::json!({ "reason": if ok { "disabled" } else { "bad_credentials" } }))
-                    .from_client(client.ip_string(), client.user_agent.clone()),
+                    .client(&client),
             )
             .await?;
             if let Some(locked) = state.auth.abuse.record_failure(redis, &email).await {
@@ -243,14 +236,8 @@ async fn logout(
     };
     let txn = crate::db::begin_write(&state.db).await?;
     let ids = sessions::revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::Logout).await?;
-    audit::record(
-        &txn,
-        Entry::new("auth.logout")
-            .by(Some(rt.user_id))
-            .on("session", rt.session_id)
-            .from_client(client.ip_string(), client.user_agent.clone()),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("auth.logout").by(Some(rt.user_id)).on("session", rt.session_id).client(&client))
+        .await?;
     txn.commit().await?;
     sessions::announce(&state, &ids).await;
     Ok(StatusCode::NO_CONTENT)
@@ -343,14 +330,8 @@ async fn delete_session(
     if ids.is_empty() {
         return Err(AppError::NotFound("session not found".into()));
     }
-    audit::record(
-        &txn,
-        Entry::new("auth.session_deleted")
-            .by(Some(me.user_id))
-            .on("session", id)
-            .from_client(client.ip_string(), client.user_agent.clone()),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("auth.session_deleted").by(Some(me.user_id)).on("session", id).client(&client))
+        .await?;
     txn.commit().await?;
     sessions::announce(&state, &ids).await;
     Ok(StatusCode::NO_CONTENT)

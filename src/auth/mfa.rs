@@ -281,11 +281,7 @@ async fn activate(
     }))
     .exec_without_returning(&txn)
     .await?;
-    audit::record(
-        &txn,
-        Entry::new("mfa.enabled").by(Some(u.id)).on("user", u.id).from_client(client.ip_string(), client.user_agent),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("mfa.enabled").by(Some(u.id)).on("user", u.id).client(&client)).await?;
     txn.commit().await?;
     Ok(Json(BackupCodesOut { backup_codes: codes }))
 }
@@ -317,11 +313,7 @@ async fn disable(
         .exec(&txn)
         .await?;
     backup_code::Entity::delete_many().filter(backup_code::Column::UserId.eq(u.id)).exec(&txn).await?;
-    audit::record(
-        &txn,
-        Entry::new("mfa.disabled").by(Some(u.id)).on("user", u.id).from_client(client.ip_string(), client.user_agent),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("mfa.disabled").by(Some(u.id)).on("user", u.id).client(&client)).await?;
     txn.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -380,7 +372,7 @@ async fn verify(
             Entry::new("auth.login_failed")
                 .by(Some(u.id))
                 .details(serde_json::json!({ "reason": "bad_mfa_code" }))
-                .from_client(client.ip_string(), client.user_agent.clone()),
+                .client(&client),
         )
         .await?;
         if let Some(locked) = state.auth.abuse.record_failure(redis, &u.email).await {

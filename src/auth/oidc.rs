@@ -211,7 +211,7 @@ async fn link_or_create(
                     .by(Some(existing.id))
                     .on("user", existing.id)
                     .details(serde_json::json!({ "issuer": issuer }))
-                    .from_client(client.ip_string(), client.user_agent.clone()),
+                    .client(client),
             )
             .await?;
             let u = user::Entity::find_by_id(existing.id)
@@ -252,7 +252,7 @@ async fn link_or_create(
             .by(Some(id))
             .on("user", id)
             .details(serde_json::json!({ "method": "oidc", "issuer": issuer }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(client),
     )
     .await?;
     let u = user::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| anyhow::anyhow!("user vanished"))?;

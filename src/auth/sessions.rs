@@ -184,7 +184,7 @@ pub async fn start(
             .by(Some(u.id))
             .on("session", session_id)
             .details(serde_json::json!({ "method": how }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(client),
     )
     .await?;
     txn.commit().await?;
@@ -255,10 +255,7 @@ async fn reuse_detected(state: &AppState, rt: &refresh_token::Model, client: &Cl
         let ids = revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::RefreshReuse).await?;
         audit::record(
             &txn,
-            Entry::new("auth.refresh_reuse")
-                .by(Some(rt.user_id))
-                .on("session", rt.session_id)
-                .from_client(client.ip_string(), client.user_agent.clone()),
+            Entry::new("auth.refresh_reuse").by(Some(rt.user_id)).on("session", rt.session_id).client(client),
         )
         .await?;
         txn.commit().await?;

@@ -130,6 +130,44 @@ async fn check_chamber<C: ConnectionTrait>(db: &C, grower_id: Uuid, chamber_id: 
     Ok(())
 }
 
+/// What a new device starts with.
+pub struct NewDevice {
+    pub grower_id: Uuid,
+    pub chamber_id: Option<Uuid>,
+    pub name: String,
+    pub kind: Option<String>,
+    pub metadata: Option<Value>,
+    pub desired: Value,
+}
+
+/// The row of a new device with a freshly issued token (`desiredVersion` 1 when it starts
+/// with a desired state, else 0).
+pub fn new_device(new: NewDevice, token: &device_auth::IssuedToken) -> device::ActiveModel {
+    let now = Utc::now();
+    let has_desired = new.desired.as_object().is_some_and(|o| !o.is_empty());
+    device::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        grower_id: Set(new.grower_id),
+        chamber_id: Set(new.chamber_id),
+        name: Set(new.name),
+        kind: Set(new.kind),
+        metadata: Set(new.metadata),
+        token_id: Set(token.id.clone()),
+        token_hash: Set(token.hash.clone()),
+        token_rotated_at: Set(now),
+        last_seen_at: Set(None),
+        desired: Set(new.desired),
+        desired_version: Set(i64::from(has_desired)),
+        desired_updated_at: Set(has_desired.then_some(now)),
+        reported_state: Set(None),
+        reported_version: Set(None),
+        reported_at: Set(None),
+        deleted_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
 /// Provisions a device in a grower (owners and ADMIN). The answer carries its token, once.
 #[utoipa::path(post, path = "/devices", tag = "devices", security(("bearer" = [])), request_body = DeviceIn,
     responses((status = 201, body = DeviceWithToken), (status = 400), (status = 401), (status = 403), (status = 404),
@@ -145,28 +183,17 @@ async fn create_device(
     access::grower(&txn, &me, input.grower_id, Need::Manage).await?;
     check_chamber(&txn, input.grower_id, input.chamber_id).await?;
     let token = device_auth::issue();
-    let now = Utc::now();
-    let d = device::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        grower_id: Set(input.grower_id),
-        chamber_id: Set(input.chamber_id),
-        name: Set(input.name.trim().to_string()),
-        kind: Set(input.kind.map(|k| k.trim().to_string())),
-        metadata: Set(input.metadata),
-        token_id: Set(token.id),
-        token_hash: Set(token.hash),
-        token_rotated_at: Set(now),
-        last_seen_at: Set(None),
-        desired: Set(Value::Object(Map::new())),
-        desired_version: Set(0),
-        desired_updated_at: Set(None),
-        reported_state: Set(None),
-        reported_version: Set(None),
-        reported_at: Set(None),
-        deleted_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
+    let d = new_device(
+        NewDevice {
+            grower_id: input.grower_id,
+            chamber_id: input.chamber_id,
+            name: input.name.trim().to_string(),
+            kind: input.kind.map(|k| k.trim().to_string()),
+            metadata: input.metadata,
+            desired: Value::Object(Map::new()),
+        },
+        &token,
+    )
     .insert(&txn)
     .await?;
     audit::record(
@@ -175,7 +202,7 @@ async fn create_device(
             .by(Some(me.user_id))
             .on("device", d.id)
             .details(serde_json::json!({ "growerId": d.grower_id, "name": d.name }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     txn.commit().await?;
@@ -358,7 +385,7 @@ async fn delete_device(
             .by(Some(me.user_id))
             .on("device", id)
             .details(serde_json::json!({ "growerId": d.grower_id, "name": d.name }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     txn.commit().await?;
@@ -386,14 +413,8 @@ async fn rotate_token(
     active.token_rotated_at = Set(now);
     active.updated_at = Set(now);
     let d = active.update(&txn).await?;
-    audit::record(
-        &txn,
-        Entry::new("device.token_rotated")
-            .by(Some(me.user_id))
-            .on("device", id)
-            .from_client(client.ip_string(), client.user_agent.clone()),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("device.token_rotated").by(Some(me.user_id)).on("device", id).client(&client))
+        .await?;
     txn.commit().await?;
     Ok(Json(DeviceWithToken { device: device_out(&state, &d), device_token: token.token }))
 }
@@ -561,7 +582,7 @@ async fn put_desired(
             .by(Some(me.user_id))
             .on("device", id)
             .details(serde_json::json!({ "desiredVersion": version }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     txn.commit().await?;

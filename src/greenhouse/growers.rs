@@ -83,7 +83,7 @@ async fn create_grower(
             .by(Some(admin.user_id))
             .on("grower", g.id)
             .details(serde_json::json!({ "name": g.name }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     txn.commit().await?;
@@ -170,7 +170,7 @@ async fn patch_grower(
             .by(Some(me.user_id))
             .on("grower", id)
             .details(serde_json::json!({ "name": g.name }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     txn.commit().await?;
@@ -286,7 +286,7 @@ async fn add_member(
             .by(Some(me.user_id))
             .on("grower", id)
             .details(serde_json::json!({ "userId": u.id, "role": input.role }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     let out = member_out(&txn, &m).await?;
@@ -353,7 +353,7 @@ async fn patch_member(
             .by(Some(me.user_id))
             .on("grower", id)
             .details(serde_json::json!({ "userId": user_id, "role": input.role }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     let out = member_out(&txn, &m).await?;
@@ -388,7 +388,7 @@ async fn remove_member(
             .by(Some(me.user_id))
             .on("grower", id)
             .details(serde_json::json!({ "userId": user_id }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(&client),
     )
     .await?;
     txn.commit().await?;

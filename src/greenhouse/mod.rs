@@ -16,7 +16,7 @@ mod growers;
 
 pub use access::MemberRole;
 pub use device_auth::DeviceAuth;
-pub use devices::{DeviceOut, device_out};
+pub use devices::{DeviceOut, NewDevice, device_out, new_device};
 
 use crate::state::AppState;
 

@@ -355,15 +355,8 @@ async fn patch_user(
         events.push(("user.updated", serde_json::json!({ "name": updated.name })));
     }
     for (action, details) in events {
-        audit::record(
-            &txn,
-            Entry::new(action)
-                .by(Some(admin.user_id))
-                .on("user", id)
-                .details(details)
-                .from_client(client.ip_string(), client.user_agent.clone()),
-        )
-        .await?;
+        audit::record(&txn, Entry::new(action).by(Some(admin.user_id)).on("user", id).details(details).client(&client))
+            .await?;
     }
     txn.commit().await?;
     sessions::announce(&state, &revoked).await;
@@ -397,14 +390,7 @@ async fn delete_user(
         return Err(AppError::NotFound("user not found".into()));
     }
     let revoked = sessions::revoke_user_sessions(&txn, id, None, RevokeReason::UserDeleted).await?;
-    audit::record(
-        &txn,
-        Entry::new("user.deleted")
-            .by(Some(admin.user_id))
-            .on("user", id)
-            .from_client(client.ip_string(), client.user_agent),
-    )
-    .await?;
+    audit::record(&txn, Entry::new("user.deleted").by(Some(admin.user_id)).on("user", id).client(&client)).await?;
     txn.commit().await?;
     sessions::announce(&state, &revoked).await;
     Ok(StatusCode::NO_CONTENT)

@@ -112,7 +112,7 @@ pub async fn replace_password(
             .by(Some(user_id))
             .on("user", user_id)
             .details(serde_json::json!({ "sessionsRevoked": revoked.len() }))
-            .from_client(client.ip_string(), client.user_agent.clone()),
+            .client(client),
     )
     .await?;
     txn.commit().await?;
