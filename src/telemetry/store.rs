@@ -235,19 +235,23 @@ pub async fn buckets(
                 .map_err(db_err)
         }
         _ => {
-            // SQLite: with max(ts) in the select list, the bare `value` comes from the row
-            // holding that maximum (documented SQLite behaviour), which is exactly "last".
-            let select = match agg {
-                Agg::Avg => "avg(value)",
-                Agg::Min => "min(value)",
-                Agg::Max => "max(value)",
-                Agg::Sum => "sum(value)",
-                Agg::Count => "CAST(count(*) AS REAL)",
-                Agg::Last => "value, max(ts)",
+            // SQLite: one correlated aggregate per bucket over its primary-key range, the buckets
+            // enumerated by a recursive CTE. Each range is read in index order and nothing is
+            // sorted (a `GROUP BY (ts / w) * w` would spill every row into a temporary B-tree).
+            // Empty buckets give NULL (count: NULLIF) and are left out, as on PostgreSQL.
+            let range = "FROM sensor_readings WHERE device_id = ?1 AND metric = ?2 \
+                         AND ts >= max(g.b, ?4) AND ts < min(g.b + ?3, ?5)";
+            let value = match agg {
+                Agg::Avg => format!("SELECT avg(value) {range}"),
+                Agg::Min => format!("SELECT min(value) {range}"),
+                Agg::Max => format!("SELECT max(value) {range}"),
+                Agg::Sum => format!("SELECT sum(value) {range}"),
+                Agg::Count => format!("SELECT CAST(NULLIF(count(*), 0) AS REAL) {range}"),
+                Agg::Last => format!("SELECT value {range} ORDER BY ts DESC LIMIT 1"),
             };
             let sql = format!(
-                "SELECT (ts / ?3) * ?3 AS b, {select} FROM sensor_readings \
-                 WHERE device_id = ?1 AND metric = ?2 AND ts >= ?4 AND ts < ?5 GROUP BY b ORDER BY b"
+                "WITH RECURSIVE g(b) AS (SELECT (?4 / ?3) * ?3 UNION ALL SELECT b + ?3 FROM g WHERE b + ?3 < ?5) \
+                 SELECT b, v FROM (SELECT g.b AS b, ({value}) AS v FROM g) WHERE v IS NOT NULL ORDER BY b"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(s.device_id)
