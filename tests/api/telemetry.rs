@@ -1172,3 +1172,79 @@ async fn metrics_count_ingested_duplicate_and_rejected_readings() {
     }
     assert!(text.contains("# TYPE telemetry_readings_ingested counter"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------------------------
+
+/// Day partitions of `sensor_readings` on PostgreSQL (empty on SQLite).
+async fn partition_days(app: &TestApp) -> Vec<String> {
+    let db = &app.state.db;
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Vec::new();
+    }
+    let stmt = Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sensor_readings' ORDER BY 1",
+    );
+    db.query_all_raw(stmt).await.unwrap().iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn retention_removes_readings_older_than_the_configured_days_and_keeps_the_rest() {
+    let app = spawn_app_with(&[("TELEMETRY_RETENTION_DAYS", "2")], axum::Router::new()).await;
+    let s = setup(&app).await;
+    let now = Utc::now();
+    // Old readings cannot come in through the API (the accepted window follows retention), so
+    // they are written the way a long-running install would have stored them.
+    let at = |ago: Duration, metric: &str| mash::telemetry::store::Reading {
+        device_id: s.device.id,
+        metric: metric.into(),
+        ts: DateTime::from_timestamp_micros((now - ago).timestamp_micros()).unwrap(),
+        value: 1.0,
+    };
+    let mut rows = vec![
+        at(Duration::days(5), "t"),
+        at(Duration::days(5) + Duration::minutes(1), "t"),
+        at(Duration::days(4), "h"),
+        at(Duration::hours(1), "t"),
+        at(Duration::minutes(5), "h"),
+    ];
+    let partitions = mash::telemetry::store::Partitions::default();
+    mash::telemetry::store::insert(&app.state.db, &partitions, &mut rows).await.unwrap();
+    assert_eq!(stored_count(&app, s.device.id).await, 5);
+    let old_day = format!("sensor_readings_p{}", (now - Duration::days(5)).format("%Y%m%d"));
+    if app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        assert!(partition_days(&app).await.contains(&old_day), "the old day got its partition");
+    }
+
+    mash::telemetry::maintenance::run_once(&app.state).await.unwrap();
+
+    assert_eq!(stored_count(&app, s.device.id).await, 2, "only the last two days remain");
+    let body = json_of(
+        get_authed(
+            &app,
+            &format!(
+                "/api/v1/devices/{}/telemetry?metric=t&from={}",
+                s.device.id,
+                (now - Duration::days(10)).to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            &s.gh.owner.access,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(body["points"].as_array().unwrap().len(), 1, "{body}");
+    if app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        let days = partition_days(&app).await;
+        assert!(!days.contains(&old_day), "whole old partitions are dropped: {days:?}");
+        let today = format!("sensor_readings_p{}", now.format("%Y%m%d"));
+        let ahead = format!("sensor_readings_p{}", (now + Duration::days(3)).format("%Y%m%d"));
+        assert!(days.contains(&today) && days.contains(&ahead), "partitions are kept ahead: {days:?}");
+    }
+    // A second round changes nothing.
+    mash::telemetry::maintenance::run_once(&app.state).await.unwrap();
+    assert_eq!(stored_count(&app, s.device.id).await, 2);
+}
