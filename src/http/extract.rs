@@ -49,17 +49,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             // serde_json calls an out-of-range number (`1e999`) a syntax error, but it is a
             // bad value in a well-formed document: name its field like any other bad value.
             let out_of_range = inner.to_string().starts_with("number out of range");
-            match inner.classify() {
-                serde_json::error::Category::Data | serde_json::error::Category::Syntax
-                    if out_of_range || inner.is_data() =>
-                {
-                    let field = if path == "." { "body".to_string() } else { path };
-                    Err(AppError::BadRequest {
-                        message: format!("invalid request body: {field}: {}", strip_position(&inner)),
-                        details: vec![FieldError::new(field, strip_position(&inner))],
-                    })
-                }
-                _ => Err(AppError::bad_request(format!("malformed JSON: {inner}"))),
+            if inner.is_data() || out_of_range {
+                let field = if path == "." { "body".to_string() } else { path };
+                Err(AppError::BadRequest {
+                    message: format!("invalid request body: {field}: {}", strip_position(&inner)),
+                    details: vec![FieldError::new(field, strip_position(&inner))],
+                })
+            } else {
+                Err(AppError::bad_request(format!("malformed JSON: {inner}")))
             }
         }
     }
