@@ -236,6 +236,13 @@ async fn seed_is_idempotent_and_its_admin_can_sign_in() {
     let second = run(&["seed", "--demo"]);
     assert!(second.contains("ADMIN: root@example.com updated"), "{second}");
     assert!(!second.contains("created"), "{second}");
+    assert!(second.contains("\"Demo Greenhouse\" exists"), "{second}");
+    let demo_token = first
+        .lines()
+        .find_map(|l| l.split(" token ").nth(1))
+        .expect("the demo devices' tokens are printed once")
+        .trim()
+        .to_string();
 
     // A weak seed password is refused with a clear message.
     let out = mash(
@@ -289,6 +296,36 @@ async fn seed_is_idempotent_and_its_admin_can_sign_in() {
         .await
         .unwrap();
     assert_eq!(demo["meta"]["total"], 3, "{demo}");
+
+    // The demo greenhouse: four devices, each with a day of readings, and working tokens.
+    let devices: serde_json::Value = client
+        .get(format!("http://{addr}/api/v1/devices"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(devices["meta"]["total"], 4, "{devices}");
+    let id = devices["data"][0]["id"].as_str().unwrap();
+    let history: serde_json::Value = client
+        .get(format!("http://{addr}/api/v1/devices/{id}/telemetry?metric=temperature&bucket=1h"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(history["points"].as_array().unwrap().len() >= 24, "a day of hourly points: {history}");
+    let me = client
+        .get(format!("http://{addr}/api/v1/devices/me"))
+        .header("authorization", format!("Device {demo_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "a printed demo token authenticates its device");
     sigterm(&child);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success());
