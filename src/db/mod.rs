@@ -62,10 +62,11 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Database(_))
 }
 
-/// Pools skip sqlx's ping-before-acquire, and (with the vendored `sqlx-core` patch, see
-/// `vendor/README.md`) the ping on release of a clean connection: each would cost a round trip
-/// per request. A connection that dies while idle fails its next statement, which maps to 503,
-/// and is replaced.
+/// Pools skip sqlx's ping-before-acquire: sqlx 0.9 already pings every connection when it
+/// goes *back* to the pool (dropping broken ones, and the only place a reply left unread by a
+/// cancelled query is caught), so a second ping on the way out would cost a round trip per
+/// request for nothing. A connection that dies while idle fails its next statement, which
+/// maps to 503, and is replaced.
 async fn try_connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, sqlx::Error> {
     if cfg.url.is_sqlite() {
         let opts = sqlite_options(cfg)?;

@@ -235,6 +235,11 @@ async fn keep_an_owner<C: sea_orm::ConnectionTrait>(
     if me.is_admin() {
         return Ok(());
     }
+    // Two owners demoting or removing each other at once must not both see the other as the
+    // remaining owner: they queue on the grower's row (SQLite's BEGIN IMMEDIATE already does).
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        grower::Entity::find_by_id(grower_id).lock_exclusive().one(db).await?;
+    }
     let other_owners = member::Entity::find()
         .filter(member::Column::GrowerId.eq(grower_id))
         .filter(member::Column::Role.eq(MemberRole::Owner.as_str()))

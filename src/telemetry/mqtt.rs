@@ -100,13 +100,15 @@ pub fn spawn(state: &AppState) -> Option<JoinHandle<()>> {
                     backoff = Duration::from_millis(250);
                     tracing::info!(host = %cfg.host, port = cfg.port, session_present = ack.session_present, "MQTT connected");
                     // Subscribing again on a kept session is harmless, and covers a broker that lost it.
-                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                    // `try_*`: this task is the only one polling the event loop, so it must never
+                    // wait on the request channel (a full channel would wait forever).
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         tracing::warn!(error = %e, "MQTT subscribe failed");
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     handle(&state, &publish.topic, &publish.payload).await;
-                    if let Err(e) = client.ack(&publish).await {
+                    if let Err(e) = client.try_ack(&publish) {
                         tracing::warn!(error = %e, "MQTT ack failed; the broker will deliver the message again");
                     }
                 }
@@ -267,10 +269,11 @@ fn is_server(state: &AppState, username: &str, password: Option<&str>) -> bool {
     }
     match password {
         None => true,
-        Some(p) => {
-            let expected = cfg.password.as_ref().map(|s| s.expose()).unwrap_or("");
-            crate::util::constant_time_eq(p.as_bytes(), expected.as_bytes())
-        }
+        Some(p) => match cfg.password.as_ref().map(|s| s.expose()).filter(|e| !e.is_empty()) {
+            // Without a configured password the server's username never logs in through the hook.
+            None => false,
+            Some(expected) => crate::util::constant_time_eq(p.as_bytes(), expected.as_bytes()),
+        },
     }
 }
 
@@ -290,6 +293,11 @@ async fn mqtt_auth(
         return Ok(allow(true));
     }
     let device_id = Uuid::parse_str(input.username.trim()).map_err(|_| deny("username must be a device id"))?;
+    // A device connects under its own id as client id: otherwise a valid device could take
+    // over another client's persistent session (the server's included) and its messages.
+    if input.clientid.as_deref().map(str::trim) != Some(input.username.trim()) {
+        return Err(deny("a device's MQTT client id must be its device id"));
+    }
     match device_auth::verify(&state.db, &input.password).await? {
         Some(auth) if auth.device_id == device_id => {
             state.greenhouse.seen(&state.db, &[device_id]).await;

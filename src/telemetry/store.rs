@@ -322,10 +322,21 @@ pub async fn retain(db: &DatabaseConnection, partitions: &Partitions, cutoff: Da
             let mut dropped = Vec::new();
             for (name, day) in partitions.list(pool).await? {
                 if day.succ_opt().is_some_and(|end| end <= cutoff_day) {
-                    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
-                        .execute(pool)
-                        .await
-                        .map_err(db_err)?;
+                    // DROP needs an exclusive lock on the parent; waiting for it behind a long
+                    // read would queue every insert behind the DROP. Give up quickly instead and
+                    // try again at the next round.
+                    let mut tx = pool.begin().await.map_err(db_err)?;
+                    sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *tx).await.map_err(db_err)?;
+                    let dropped_now =
+                        sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}"))).execute(&mut *tx).await;
+                    match dropped_now {
+                        Ok(_) => tx.commit().await.map_err(db_err)?,
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                            tracing::info!(partition = %name, "partition busy; retention will retry it next round");
+                            continue;
+                        }
+                        Err(e) => return Err(db_err(e)),
+                    }
                     partitions.known.lock().unwrap_or_else(|p| p.into_inner()).remove(&day);
                     dropped.push(name);
                 }

@@ -600,14 +600,22 @@ async fn the_auth_hook_accepts_a_device_with_its_own_token_and_the_server() {
     let app = hooks_app().await;
     let (gh, dev) = setup(&app).await;
     let other = create_device(&app, &gh.owner, gh.grower_id, "other").await;
-    let auth = |username: String, password: &str| json!({ "clientid": format!("client-{username}"), "username": username, "password": password });
+    let auth = |username: String, password: &str| json!({ "clientid": username.clone(), "username": username, "password": password });
 
     allowed(hook(&app, "auth", Some(SECRET), auth(dev.id.to_string(), &dev.token)).await, false).await;
-    allowed(hook(&app, "auth", Some(SECRET), json!({ "username": dev.id, "password": dev.token })).await, false).await;
+    // A device must connect under its own id: another client id (the server's persistent
+    // session above all) or none at all is refused, so no device can take over a session.
+    for clientid in [Some("mash-ingest".to_string()), Some(other.id.to_string()), Some("c1".to_string()), None] {
+        let mut body = json!({ "username": dev.id, "password": dev.token });
+        if let Some(c) = clientid {
+            body["clientid"] = json!(c);
+        }
+        denied(hook(&app, "auth", Some(SECRET), body).await, "auth").await;
+    }
     allowed(hook(&app, "auth", Some(SECRET), auth(SERVER_USER.into(), SERVER_PASS)).await, true).await;
     // Brokers may send a form instead of JSON.
     let id = dev.id.to_string();
-    allowed(hook_form(&app, "auth", &[("clientid", "c1"), ("username", &id), ("password", &dev.token)]).await, false)
+    allowed(hook_form(&app, "auth", &[("clientid", &id), ("username", &id), ("password", &dev.token)]).await, false)
         .await;
     allowed(hook_form(&app, "auth", &[("username", SERVER_USER), ("password", SERVER_PASS)]).await, true).await;
 
