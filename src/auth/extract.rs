@@ -38,11 +38,17 @@ impl AuthUser {
     }
 }
 
+/// The credential of an `Authorization: <scheme> <credential>` header, when the scheme is
+/// `scheme` (compared case-insensitively).
+pub fn authorization<'h>(headers: &'h axum::http::HeaderMap, scheme: &str) -> Option<&'h str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, credential) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(credential.trim())
+}
+
 /// The bearer token of a request, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    authorization(&parts.headers, "bearer")
 }
 
 /// Verifies an access token and checks that its session is not revoked. No database round trip.

@@ -7,10 +7,7 @@
 //! that a slow hash would protect. The token is shown once, when it is issued; rotating it
 //! replaces both parts, so the old one stops working at once.
 
-use axum::{
-    extract::FromRequestParts,
-    http::{header, request::Parts},
-};
+use axum::{extract::FromRequestParts, http::request::Parts};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
@@ -76,9 +73,7 @@ pub async fn verify<C: ConnectionTrait>(db: &C, token: &str) -> Result<Option<De
 
 /// The token of an `Authorization: Device <token>` header, if that is the scheme used.
 pub fn device_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("device").then_some(token.trim())
+    crate::auth::extract::authorization(&parts.headers, "device")
 }
 
 impl FromRequestParts<AppState> for DeviceAuth {

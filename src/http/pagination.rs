@@ -55,7 +55,8 @@ impl ListParams {
     }
 }
 
-fn parse_positive(field: &str, raw: Option<&str>, default: u64) -> Result<u64, AppError> {
+/// A positive integer parameter (`default` when absent or empty); 400 naming `field` otherwise.
+pub fn parse_positive(field: &str, raw: Option<&str>, default: u64) -> Result<u64, AppError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(default),
         Some(s) => match s.parse::<u64>() {

@@ -15,7 +15,7 @@ use crate::{
     greenhouse::access::{self, Need},
     http::{
         AppError, Json, Path, Query,
-        pagination::{decode_cursor, encode_cursor},
+        pagination::{decode_cursor, encode_cursor, parse_positive},
     },
     state::AppState,
 };
@@ -155,13 +155,7 @@ pub async fn get_telemetry(
     if agg.is_some() {
         return Err(AppError::invalid_field("agg", "needs `bucket`"));
     }
-    let limit = match q.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
-        None => DEFAULT_RAW_LIMIT,
-        Some(l) => match l.parse::<u64>() {
-            Ok(n) if n >= 1 => n.min(MAX_RAW_LIMIT),
-            _ => return Err(AppError::invalid_field("limit", "must be a positive integer")),
-        },
-    };
+    let limit = parse_positive("limit", q.limit.as_deref(), DEFAULT_RAW_LIMIT)?.min(MAX_RAW_LIMIT);
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => {

@@ -236,11 +236,10 @@ fn check_secret(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     let Some(secret) = &state.config.telemetry.mqtt_auth_secret else {
         return Err(AppError::NotFound("MQTT hooks are disabled (set MQTT_AUTH_SECRET)".into()));
     };
-    let given = headers.get("x-mqtt-secret").and_then(|v| v.to_str().ok()).or_else(|| {
-        let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
-    });
+    let given = headers
+        .get("x-mqtt-secret")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| crate::auth::extract::authorization(headers, "bearer"));
     match given {
         Some(g) if crate::util::constant_time_eq(g.as_bytes(), secret.expose().as_bytes()) => Ok(()),
         _ => Err(AppError::Unauthorized("missing or wrong MQTT hook secret".into())),
