@@ -275,14 +275,10 @@ async fn list_devices(
         }
         None => {}
     }
-    let query = device::Entity::find().filter(cond);
-    let total = query.clone().count(&state.db).await?;
-    let rows = query
-        .order_by_desc(device::Column::CreatedAt)
-        .order_by_desc(device::Column::Id)
-        .offset(page.offset())
-        .limit(page.limit)
-        .all(&state.db)
+    let (rows, total) = page
+        .fetch(&state.db, device::Entity::find().filter(cond), |q| {
+            q.order_by_desc(device::Column::CreatedAt).order_by_desc(device::Column::Id)
+        })
         .await?;
     Ok(Json(Page::new(rows.iter().map(|d| device_out(&state, d)).collect(), &page, total)))
 }

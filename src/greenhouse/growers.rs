@@ -104,14 +104,8 @@ async fn list_growers(
     if let Some(ids) = access::visible_growers(&state.db, &me).await? {
         query = query.filter(grower::Column::Id.is_in(ids));
     }
-    let total = query.clone().count(&state.db).await?;
-    let rows = query
-        .order_by_asc(grower::Column::Name)
-        .order_by_asc(grower::Column::Id)
-        .offset(page.offset())
-        .limit(page.limit)
-        .all(&state.db)
-        .await?;
+    let (rows, total) =
+        page.fetch(&state.db, query, |q| q.order_by_asc(grower::Column::Name).order_by_asc(grower::Column::Id)).await?;
     let roles: std::collections::HashMap<Uuid, String> = member::Entity::find()
         .select_only()
         .columns([member::Column::GrowerId, member::Column::Role])
@@ -313,13 +307,8 @@ async fn list_members(
     let page = q.validate()?;
     access::grower(&state.db, &me, id, Need::Read).await?;
     let query = member::Entity::find().filter(member::Column::GrowerId.eq(id));
-    let total = query.clone().count(&state.db).await?;
-    let rows = query
-        .order_by_asc(member::Column::CreatedAt)
-        .order_by_asc(member::Column::UserId)
-        .offset(page.offset())
-        .limit(page.limit)
-        .all(&state.db)
+    let (rows, total) = page
+        .fetch(&state.db, query, |q| q.order_by_asc(member::Column::CreatedAt).order_by_asc(member::Column::UserId))
         .await?;
     let mut data = Vec::with_capacity(rows.len());
     for m in &rows {
@@ -474,13 +463,8 @@ async fn list_chambers(
     let page = q.validate()?;
     access::grower(&state.db, &me, id, Need::Read).await?;
     let query = chamber::Entity::find().filter(chamber::Column::GrowerId.eq(id));
-    let total = query.clone().count(&state.db).await?;
-    let rows = query
-        .order_by_asc(chamber::Column::Name)
-        .order_by_asc(chamber::Column::Id)
-        .offset(page.offset())
-        .limit(page.limit)
-        .all(&state.db)
+    let (rows, total) = page
+        .fetch(&state.db, query, |q| q.order_by_asc(chamber::Column::Name).order_by_asc(chamber::Column::Id))
         .await?;
     Ok(Json(Page::new(rows.iter().map(ChamberOut::from).collect(), &page, total)))
 }

@@ -36,6 +36,24 @@ impl PageRequest {
         (self.page - 1) * self.limit
     }
 
+    /// One page of `query`, sorted by `order`, and the number of rows `query` matches.
+    pub async fn fetch<E, C>(
+        &self,
+        db: &C,
+        query: sea_orm::Select<E>,
+        order: impl FnOnce(sea_orm::Select<E>) -> sea_orm::Select<E>,
+    ) -> Result<(Vec<E::Model>, u64), sea_orm::DbErr>
+    where
+        E: sea_orm::EntityTrait,
+        E::Model: Send + Sync,
+        C: sea_orm::ConnectionTrait,
+    {
+        use sea_orm::{PaginatorTrait, QuerySelect};
+        let total = query.clone().count(db).await?;
+        let rows = order(query).offset(self.offset()).limit(self.limit).all(db).await?;
+        Ok((rows, total))
+    }
+
     /// Decodes the cursor into the list's own key type.
     pub fn cursor<K: DeserializeOwned>(&self) -> Result<Option<K>, AppError> {
         self.cursor.as_deref().map(decode_cursor).transpose()

@@ -6,7 +6,7 @@ use garde::Validate;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -264,11 +264,10 @@ async fn list_users(
                 .add(lower(user::Column::Name).like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'))),
         );
     }
-    let query =
-        user::Entity::find().filter(cond).order_by_desc(user::Column::CreatedAt).order_by_desc(user::Column::Id);
-    let total = query.clone().count(&state.db).await?;
-    let rows = sea_orm::QuerySelect::limit(sea_orm::QuerySelect::offset(query, page.offset()), page.limit)
-        .all(&state.db)
+    let (rows, total) = page
+        .fetch(&state.db, user::Entity::find().filter(cond), |q| {
+            q.order_by_desc(user::Column::CreatedAt).order_by_desc(user::Column::Id)
+        })
         .await?;
     Ok(Json(Page::new(rows.iter().map(UserOut::from).collect(), &page, total)))
 }
