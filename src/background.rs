@@ -10,6 +10,7 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     tasks.push(crate::mail::spawn_delivery(state.clone()));
     tasks.push(crate::telemetry::maintenance::spawn(state.clone()));
     tasks.extend(crate::telemetry::mqtt::spawn(state));
+    tasks.extend(crate::shop::spawn_background(state));
     let pruned = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -187,6 +187,36 @@ pub struct MqttConfig {
     pub shared_group: Option<String>,
 }
 
+/// Which payment provider creates payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentProviderKind {
+    /// Fully local: payments are confirmed with `POST /payments/{id}/sandbox-confirm`.
+    Sandbox,
+    /// Stripe PaymentIntents, confirmed by Stripe's signed webhooks.
+    Stripe,
+}
+
+/// Catalogue, orders and payments.
+#[derive(Debug, Clone)]
+pub struct ShopConfig {
+    /// ISO 4217 code of every price and order (upper case).
+    pub currency: String,
+    /// How long a cached catalogue read lives at most. Writes on this instance invalidate at
+    /// once, and with Redis on every instance; the TTL only bounds a lost invalidation message.
+    pub cache_ttl: Duration,
+    /// Entries (product pages and list pages) the catalogue cache holds.
+    pub cache_capacity: u64,
+    /// How long an `Idempotency-Key` and its stored response are kept.
+    pub idempotency_ttl: Duration,
+    pub payment_provider: PaymentProviderKind,
+    pub stripe_secret_key: Option<Secret>,
+    /// `whsec_…`: verifies `Stripe-Signature`. Without it, Stripe webhooks answer 404.
+    pub stripe_webhook_secret: Option<Secret>,
+    pub stripe_api_base: String,
+    /// Largest accepted difference between a webhook's signed timestamp and our clock.
+    pub webhook_tolerance: Duration,
+}
+
 /// Everything the process reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -209,6 +239,7 @@ pub struct Config {
     pub environment: Environment,
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    pub shop: ShopConfig,
 }
 
 /// One line naming the variable and what is wrong with it.
@@ -307,6 +338,40 @@ fn telemetry_config(env: &Env) -> Result<TelemetryConfig, ConfigError> {
         maintenance_every: env.seconds("TELEMETRY_MAINTENANCE_SECS", 3600)?,
         mqtt,
         mqtt_auth_secret: env.get("MQTT_AUTH_SECRET").map(Secret::new),
+    })
+}
+
+fn shop_config(env: &Env) -> Result<ShopConfig, ConfigError> {
+    let currency = env.get("SHOP_CURRENCY").unwrap_or("USD").to_ascii_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(bad("SHOP_CURRENCY", format!("expected a 3-letter ISO 4217 code, got {currency:?}")));
+    }
+    let payment_provider = match env.get("PAYMENT_PROVIDER").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("sandbox") => PaymentProviderKind::Sandbox,
+        Some("stripe") => PaymentProviderKind::Stripe,
+        Some(other) => return Err(bad("PAYMENT_PROVIDER", format!("expected sandbox or stripe, got {other:?}"))),
+    };
+    let stripe_secret_key = env.get("STRIPE_SECRET_KEY").map(Secret::new);
+    if payment_provider == PaymentProviderKind::Stripe && stripe_secret_key.is_none() {
+        return Err(bad("STRIPE_SECRET_KEY", "required when PAYMENT_PROVIDER=stripe"));
+    }
+    let stripe_api_base =
+        env.get("STRIPE_API_BASE").unwrap_or("https://api.stripe.com").trim_end_matches('/').to_string();
+    let parsed = url::Url::parse(&stripe_api_base).map_err(|e| bad("STRIPE_API_BASE", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(bad("STRIPE_API_BASE", "expected an https:// URL"));
+    }
+    let cache_capacity: u64 = env.parse("CATALOGUE_CACHE_ENTRIES", 10_000, "a number of entries")?;
+    Ok(ShopConfig {
+        currency,
+        cache_ttl: env.seconds("CATALOGUE_CACHE_TTL_SECS", 60)?,
+        cache_capacity,
+        idempotency_ttl: env.seconds("IDEMPOTENCY_TTL_SECS", 86_400)?,
+        payment_provider,
+        stripe_secret_key,
+        stripe_webhook_secret: env.get("STRIPE_WEBHOOK_SECRET").map(Secret::new),
+        stripe_api_base,
+        webhook_tolerance: env.seconds("WEBHOOK_TOLERANCE_SECS", 300)?,
     })
 }
 
@@ -476,9 +541,11 @@ impl Config {
         };
 
         let telemetry = telemetry_config(&env)?;
+        let shop = shop_config(&env)?;
 
         Ok(Config {
             telemetry,
+            shop,
             environment,
             auth,
             database,
@@ -583,6 +650,19 @@ mod tests {
         assert!(cfg(&[("MASH_ENV", "production"), ("JWT_PRIVATE_KEY", "pem"), ("MFA_ENCRYPTION_KEY", "k")]).is_ok());
         let c = cfg(&[("JWT_PRIVATE_KEY", "very-secret-pem")]).unwrap();
         assert!(!format!("{c:?}").contains("very-secret-pem"));
+    }
+
+    #[test]
+    fn shop_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!((c.shop.currency.as_str(), c.shop.payment_provider), ("USD", PaymentProviderKind::Sandbox));
+        assert_eq!(cfg(&[("PAYMENT_PROVIDER", "stripe")]).unwrap_err().var, "STRIPE_SECRET_KEY");
+        assert_eq!(cfg(&[("PAYMENT_PROVIDER", "paypal")]).unwrap_err().var, "PAYMENT_PROVIDER");
+        assert_eq!(cfg(&[("SHOP_CURRENCY", "EURO")]).unwrap_err().var, "SHOP_CURRENCY");
+        let c = cfg(&[("PAYMENT_PROVIDER", "stripe"), ("STRIPE_SECRET_KEY", "sk_test_x"), ("SHOP_CURRENCY", "eur")])
+            .unwrap();
+        assert_eq!(c.shop.currency, "EUR");
+        assert!(!format!("{c:?}").contains("sk_test_x"));
     }
 
     #[test]

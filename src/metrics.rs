@@ -36,6 +36,17 @@ pub struct Metrics {
     pub telemetry_duplicates: Family<SourceLabels, Counter>,
     /// Batches or MQTT messages refused, by source and reason.
     pub telemetry_rejected: Family<RejectLabels, Counter>,
+    /// Orders placed.
+    pub orders_created: Counter,
+    /// Payment webhook events, by provider and outcome (`applied`, `duplicate`, `ignored`, `bad_signature`).
+    pub payment_webhooks: Family<WebhookLabels, Counter>,
+}
+
+/// A payment webhook's provider and what became of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub provider: &'static str,
+    pub outcome: &'static str,
 }
 
 /// Where telemetry came from.
@@ -89,7 +100,17 @@ impl Metrics {
             "Telemetry batches or MQTT messages refused, by source and reason",
             telemetry_rejected.clone(),
         );
+        let orders_created = Counter::default();
+        registry.register("shop_orders_created", "Orders placed", orders_created.clone());
+        let payment_webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "payment_webhook_events",
+            "Payment webhook events received, by provider and outcome",
+            payment_webhooks.clone(),
+        );
         Arc::new(Self {
+            orders_created,
+            payment_webhooks,
             registry,
             http_requests,
             http_duration,

@@ -6,7 +6,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
 use crate::{
-    auth::AuthState, config::Config, greenhouse::GreenhouseState, metrics::Metrics, telemetry::TelemetryState,
+    auth::AuthState, config::Config, greenhouse::GreenhouseState, metrics::Metrics, shop::ShopState,
+    telemetry::TelemetryState,
 };
 
 /// Everything handlers share. An `Arc` inside, so cloning is a reference count.
@@ -23,6 +24,7 @@ pub struct Inner {
     pub mail_queued: tokio::sync::Notify,
     pub greenhouse: GreenhouseState,
     pub telemetry: TelemetryState,
+    pub shop: ShopState,
 }
 
 impl Deref for AppState {
@@ -40,6 +42,7 @@ impl AppState {
         };
         let auth = AuthState::new(&config)?;
         let greenhouse = GreenhouseState::new(config.telemetry.offline_after);
+        let shop = ShopState::new(&config)?;
         Ok(Self(Arc::new(Inner {
             config,
             db,
@@ -49,6 +52,7 @@ impl AppState {
             mail_queued: tokio::sync::Notify::new(),
             greenhouse,
             telemetry: TelemetryState::default(),
+            shop,
         })))
     }
 }

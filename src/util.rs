@@ -94,6 +94,16 @@ pub fn find_nul(v: &serde_json::Value, path: &mut String) -> bool {
     }
 }
 
+/// For PATCH bodies: `Some(None)` when the field is present as `null`, `None` when it is
+/// absent. Use with `#[serde(default, deserialize_with = "crate::util::present")]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

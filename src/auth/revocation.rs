@@ -12,7 +12,6 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
@@ -70,17 +69,8 @@ impl Revocations {
 /// Publishes revocations to the other instances (best effort: the periodic database read is
 /// the safety net when Redis is unreachable).
 pub async fn publish(redis: &crate::state::Redis, session_ids: &[Uuid]) {
-    let payload = match serde_json::to_string(session_ids) {
-        Ok(p) => p,
-        Err(_) => return,
-    };
-    let result = async {
-        let mut conn = redis.conn().await?;
-        redis::cmd("PUBLISH").arg(CHANNEL).arg(payload).query_async::<i64>(&mut conn).await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not publish session revocation to Redis; other instances pick it up at the next database sync");
+    if let Ok(payload) = serde_json::to_string(session_ids) {
+        crate::pubsub::publish(redis, CHANNEL, &payload).await;
     }
 }
 
@@ -105,36 +95,11 @@ pub fn spawn_background(state: &crate::state::AppState) -> Vec<tokio::task::Join
     }));
     if let Some(url) = state.config.redis_url.clone() {
         let revocations = state.auth.revocations.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                match subscribe(url.expose(), &revocations).await {
-                    Ok(()) => backoff = Duration::from_millis(200),
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "revocation subscription lost");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
-                }
+        tasks.push(crate::pubsub::subscribe(url, CHANNEL, move |payload| {
+            if let Ok(ids) = serde_json::from_str::<Vec<Uuid>>(payload) {
+                revocations.insert_local(&ids);
             }
         }));
     }
     tasks
-}
-
-async fn subscribe(url: &str, revocations: &Revocations) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
-    let mut messages = pubsub.on_message();
-    while let Some(msg) = messages.next().await {
-        let payload: String = match msg.get_payload() {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
-        if let Ok(ids) = serde_json::from_str::<Vec<Uuid>>(&payload) {
-            revocations.insert_local(&ids);
-        }
-    }
-    Ok(())
 }

@@ -53,8 +53,10 @@ pub enum Permission {
     ManageGrowers,
     /// Work with the greenhouses of growers one belongs to.
     UseGreenhouses,
-    /// Create and edit products (vendors: only their own).
+    /// Create products and categories, edit products (vendors: only their own).
     WriteCatalog,
+    /// Rename and delete categories, which every vendor shares.
+    ManageCategories,
     /// See and change every order, not only one's own.
     ManageAllOrders,
     /// Place orders.
@@ -73,6 +75,7 @@ pub fn permissions(role: Role) -> &'static [Permission] {
             ManageGrowers,
             UseGreenhouses,
             WriteCatalog,
+            ManageCategories,
             ManageAllOrders,
             PlaceOrders,
         ],
@@ -109,6 +112,7 @@ pub mod perm {
         ManageGrowers,
         UseGreenhouses,
         WriteCatalog,
+        ManageCategories,
         ManageAllOrders,
         PlaceOrders
     );

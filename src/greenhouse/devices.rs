@@ -11,7 +11,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -225,13 +225,6 @@ pub struct DeviceListQuery {
     pub limit: Option<String>,
 }
 
-fn uuid_param(field: &str, raw: Option<&str>) -> Result<Option<Uuid>, AppError> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => Uuid::parse_str(s).map(Some).map_err(|_| AppError::invalid_field(field, "must be a UUID")),
-    }
-}
-
 /// The devices the caller can see, newest first.
 #[utoipa::path(get, path = "/devices", tag = "devices", security(("bearer" = [])), params(DeviceListQuery),
     responses((status = 200, body = Page<DeviceOut>), (status = 400), (status = 401), (status = 403), (status = 404)))]
@@ -242,8 +235,8 @@ async fn list_devices(
     Query(q): Query<DeviceListQuery>,
 ) -> Result<Json<Page<DeviceOut>>, AppError> {
     let page = ListParams { page: q.page.clone(), limit: q.limit.clone(), cursor: None }.validate()?;
-    let grower_id = uuid_param("growerId", q.grower_id.as_deref())?;
-    let chamber_id = uuid_param("chamberId", q.chamber_id.as_deref())?;
+    let grower_id = crate::http::uuid_param("growerId", q.grower_id.as_deref())?;
+    let chamber_id = crate::http::uuid_param("chamberId", q.chamber_id.as_deref())?;
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some("online") => Some(DeviceStatus::Online),
@@ -296,26 +289,21 @@ async fn get_device(
     Ok(Json(device_out(&state, &d)))
 }
 
-/// `Some(None)` when the field is present as `null`, `None` when it is absent.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DevicePatch {
     #[garde(length(chars, min = 1, max = 200), inner(custom(not_blank)))]
     pub name: Option<String>,
     /// A chamber of the same grower, or `null` to take the device out of its chamber.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::util::present")]
     #[schema(value_type = Option<Uuid>)]
     #[garde(skip)]
     pub chamber_id: Option<Option<Uuid>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::util::present")]
     #[schema(value_type = Option<String>)]
     #[garde(inner(inner(length(chars, min = 1, max = 64), custom(not_blank))))]
     pub kind: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::util::present")]
     #[schema(value_type = Option<Object>)]
     #[garde(inner(inner(custom(valid_document))))]
     pub metadata: Option<Option<Value>>,

@@ -43,6 +43,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// `Conflict` that names the items in conflict, in `details`.
+    #[error("{message}")]
+    ConflictWith { message: String, details: Vec<FieldError> },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -79,7 +82,7 @@ impl AppError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ForbiddenWith { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::ConflictWith { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -110,9 +113,9 @@ impl IntoResponse for AppError {
                 tracing::debug!(%message, "bad request");
                 (message, details_value(details))
             }
-            Self::UnavailableWith { message, details } | Self::ForbiddenWith { message, details } => {
-                (message, details_value(details))
-            }
+            Self::UnavailableWith { message, details }
+            | Self::ForbiddenWith { message, details }
+            | Self::ConflictWith { message, details } => (message, details_value(details)),
             Self::TooManyRequests { message, retry_after_secs } => {
                 retry_after = Some(retry_after_secs.max(1));
                 (message, None)

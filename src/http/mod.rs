@@ -7,5 +7,6 @@ pub mod pagination;
 pub mod router;
 
 pub use error::AppError;
+pub use error::FieldError;
 pub use extract::{Json, Path, Query, Valid};
-pub use pagination::{ListParams, Page, PageRequest};
+pub use pagination::{ListParams, Page, PageRequest, uuid_param};

@@ -84,6 +84,14 @@ pub fn parse_positive(field: &str, raw: Option<&str>, default: u64) -> Result<u6
     }
 }
 
+/// An optional UUID query parameter; 400 naming `field` when it is not a UUID.
+pub fn uuid_param(field: &str, raw: Option<&str>) -> Result<Option<uuid::Uuid>, AppError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => uuid::Uuid::parse_str(s).map(Some).map_err(|_| AppError::invalid_field(field, "must be a UUID")),
+    }
+}
+
 /// `meta` of a list response.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -28,7 +28,10 @@ pub const API_PREFIX: &str = "/api/v1";
         (name = "growers", description = "Growers (tenants), their members and chambers"),
         (name = "devices", description = "Device registry, tokens, live state, desired and reported state"),
         (name = "telemetry", description = "Sensor readings: ingestion and history"),
-        (name = "mqtt", description = "HTTP auth/ACL hooks for the MQTT broker (shared-secret protected)")
+        (name = "mqtt", description = "HTTP auth/ACL hooks for the MQTT broker (shared-secret protected)"),
+        (name = "shop", description = "Catalogue: categories and products (reading needs no token)"),
+        (name = "orders", description = "Orders: stock taken at order time, never oversold; `Idempotency-Key`"),
+        (name = "payments", description = "Payments through the configured provider, and provider webhooks")
     )
 )]
 struct ApiDoc;
@@ -65,7 +68,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(crate::auth::oidc::router())
         .merge(crate::users::router())
         .merge(crate::greenhouse::router())
-        .merge(crate::telemetry::router());
+        .merge(crate::telemetry::router())
+        .merge(crate::shop::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::router())
         .merge(crate::auth::well_known())

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_core;
 mod m20261122_000002_identity;
 mod m20261122_000003_greenhouse;
+mod m20261122_000004_shop;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_core::Migration),
             Box::new(m20261122_000002_identity::Migration),
             Box::new(m20261122_000003_greenhouse::Migration),
+            Box::new(m20261122_000004_shop::Migration),
         ]
     }
 }

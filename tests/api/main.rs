@@ -13,5 +13,8 @@ mod mfa;
 mod migrations;
 mod mqtt;
 mod probe;
+mod shop_catalogue;
+mod shop_orders;
+mod shop_payments;
 mod telemetry;
 mod users;

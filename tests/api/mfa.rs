@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::Router;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac13::{Hmac, KeyInit, Mac};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use sha1::Sha1;

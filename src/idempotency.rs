@@ -1,0 +1,218 @@
+//! `Idempotency-Key`, the way Stripe defines it, as one piece every money- or stock-changing
+//! route uses.
+//!
+//! - A key is scoped to the caller (its user id) and bound to one request: the route and the
+//!   parsed body. The same key with the same request replays the stored response (same status,
+//!   same body, plus `Idempotent-Replayed: true`); with a different request it is 422.
+//! - The key row is inserted *inside the route's own write transaction*, and the response is
+//!   stored in that same transaction before it commits. So the effects and the stored response
+//!   commit together or not at all, and a second request with the same key waits on the first
+//!   one's row (PostgreSQL's unique index; SQLite's single writer) and then replays it. Two
+//!   requests with one key never both execute.
+//! - Only successful responses are stored. A refused request (400, 409 for stock, …) rolls its
+//!   transaction back, key row included, so it can be retried with the same key once the cause
+//!   is fixed; that retry is the first execution.
+//! - Keys live `IDEMPOTENCY_TTL_SECS` (24 h by default) and are then pruned; an expired key is
+//!   a new key.
+
+use axum::{
+    body::Body,
+    extract::FromRequestParts,
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::Response,
+};
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::http::AppError;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_KEY_LEN: usize = 255;
+
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub request_hash: String,
+        pub response_status: i32,
+        pub response_body: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `Idempotency-Key` header, when the client sent one: 1 to 255 visible ASCII characters
+/// (400 naming the header otherwise).
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let Some(raw) = parts.headers.get(HEADER) else {
+            return Ok(Self(None));
+        };
+        let bad = |m: &str| AppError::invalid_field("Idempotency-Key", m);
+        let value = raw.to_str().map_err(|_| bad("must be visible ASCII"))?;
+        if value.is_empty() || value.len() > MAX_KEY_LEN {
+            return Err(bad("must be 1 to 255 characters"));
+        }
+        if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(bad("must be visible ASCII"));
+        }
+        Ok(Self(Some(value.to_string())))
+    }
+}
+
+impl IdempotencyKey {
+    /// Binds the key (if any) to the caller and to this request: `route` names the operation
+    /// (`"POST /orders"`, with ids of the path) and `request` is the parsed body.
+    pub fn bind(self, user_id: Uuid, route: &str, request: &impl Serialize) -> Option<Bound> {
+        let key = self.0?;
+        let mut hash = Sha256::new();
+        hash.update(route.as_bytes());
+        hash.update([0]);
+        hash.update(serde_json::to_vec(request).unwrap_or_default());
+        Some(Bound { user_id, key, hash: hex::encode(hash.finalize()) })
+    }
+}
+
+/// A key bound to its caller and request.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    user_id: Uuid,
+    key: String,
+    hash: String,
+}
+
+/// The rows are read through this: a replay, a key used for another request, or nothing yet.
+fn judge(row: entity::Model, bound: &Bound) -> Result<Response, AppError> {
+    if row.request_hash != bound.hash {
+        return Err(AppError::Unprocessable(
+            "this Idempotency-Key was already used with a different request; use a new key".into(),
+        ));
+    }
+    if row.response_status == 0 {
+        return Err(AppError::Conflict("a request with this Idempotency-Key is still in progress".into()));
+    }
+    let status = u16::try_from(row.response_status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or_else(|| anyhow::anyhow!("stored idempotent response has status {}", row.response_status))?;
+    Ok(json_response(status, row.response_body.into_bytes(), true))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if replayed {
+        res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    res
+}
+
+fn cutoff(ttl: std::time::Duration) -> chrono::DateTime<Utc> {
+    Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1))
+}
+
+/// A look before doing slow outside work (a payment provider call): the stored response when
+/// this key has already completed, a 422 when it was used for another request, `None` otherwise.
+/// Not a claim: the route still calls [`claim`] inside its transaction.
+pub async fn peek<C: ConnectionTrait>(
+    db: &C,
+    bound: Option<&Bound>,
+    ttl: std::time::Duration,
+) -> Result<Option<Response>, AppError> {
+    let Some(bound) = bound else { return Ok(None) };
+    let row = entity::Entity::find_by_id((bound.user_id, bound.key.clone()))
+        .filter(entity::Column::CreatedAt.gte(cutoff(ttl)))
+        .one(db)
+        .await?;
+    row.map(|row| judge(row, bound)).transpose()
+}
+
+/// Claims the key inside the route's write transaction. `Some(response)` is the stored response
+/// to replay (the route returns it and does nothing else); `None` means go ahead, and finish with
+/// [`respond`] in the same transaction.
+pub async fn claim<C: ConnectionTrait>(
+    txn: &C,
+    bound: Option<&Bound>,
+    ttl: std::time::Duration,
+) -> Result<Option<Response>, AppError> {
+    let Some(bound) = bound else { return Ok(None) };
+    let now = Utc::now();
+    // An expired key is a new key: clear it first (the periodic prune may not have run yet).
+    entity::Entity::delete_many()
+        .filter(entity::Column::UserId.eq(bound.user_id))
+        .filter(entity::Column::Key.eq(bound.key.as_str()))
+        .filter(entity::Column::CreatedAt.lt(cutoff(ttl)))
+        .exec(txn)
+        .await?;
+    let row = entity::ActiveModel {
+        user_id: Set(bound.user_id),
+        key: Set(bound.key.clone()),
+        request_hash: Set(bound.hash.clone()),
+        response_status: Set(0),
+        response_body: Set(String::new()),
+        created_at: Set(now),
+    };
+    // Waits on a concurrent holder of the same key until it commits or rolls back.
+    let inserted = entity::Entity::insert(row)
+        .on_conflict(OnConflict::columns([entity::Column::UserId, entity::Column::Key]).do_nothing().to_owned())
+        .exec_without_returning(txn)
+        .await?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let row = entity::Entity::find_by_id((bound.user_id, bound.key.clone()))
+        .one(txn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("idempotency key vanished between insert and read"))?;
+    judge(row, bound).map(Some)
+}
+
+/// The route's response; when a key was claimed, also stored (in `txn`, before it commits) for replays.
+pub async fn respond<C: ConnectionTrait, T: Serialize>(
+    txn: &C,
+    bound: Option<&Bound>,
+    status: StatusCode,
+    body: &T,
+) -> Result<Response, AppError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| anyhow::anyhow!("response does not serialize: {e}"))?;
+    if let Some(bound) = bound {
+        let text = String::from_utf8(bytes.clone()).map_err(|e| anyhow::anyhow!("response is not UTF-8: {e}"))?;
+        let stored = entity::Entity::update_many()
+            .col_expr(entity::Column::ResponseStatus, sea_orm::sea_query::Expr::value(i32::from(status.as_u16())))
+            .col_expr(entity::Column::ResponseBody, sea_orm::sea_query::Expr::value(text))
+            .filter(entity::Column::UserId.eq(bound.user_id))
+            .filter(entity::Column::Key.eq(bound.key.as_str()))
+            .exec(txn)
+            .await?;
+        if stored.rows_affected != 1 {
+            return Err(anyhow::anyhow!("claimed idempotency key row is missing").into());
+        }
+    }
+    Ok(json_response(status, bytes, false))
+}
+
+/// Removes keys older than `ttl`. Returns how many.
+pub async fn prune<C: ConnectionTrait>(db: &C, ttl: std::time::Duration) -> Result<u64, sea_orm::DbErr> {
+    let res = entity::Entity::delete_many().filter(entity::Column::CreatedAt.lt(cutoff(ttl))).exec(db).await?;
+    Ok(res.rows_affected)
+}

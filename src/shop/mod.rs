@@ -1,0 +1,57 @@
+//! The shop: catalogue (categories, products, search), orders that never oversell, payments
+//! with signed webhooks. See `docs/shop.md`.
+
+pub mod cache;
+pub mod catalogue;
+pub mod entity;
+pub mod orders;
+pub mod payments;
+
+use std::sync::Arc;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{config::Config, state::AppState};
+
+/// What the shop keeps in the application state.
+pub struct ShopState {
+    pub cache: Arc<cache::CatalogueCache>,
+    pub provider: payments::Provider,
+}
+
+impl ShopState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            cache: cache::CatalogueCache::new(config.shop.cache_capacity, config.shop.cache_ttl),
+            provider: payments::Provider::from_config(&config.shop)?,
+        })
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(catalogue::router()).merge(orders::router()).merge(payments::router())
+}
+
+/// Background work: catalogue invalidations from other instances (with Redis), and pruning of
+/// expired idempotency keys.
+pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(url) = state.config.redis_url.clone() {
+        let cache = state.shop.cache.clone();
+        tasks.push(crate::pubsub::subscribe(url, cache::CHANNEL, move |payload| cache.on_message(payload)));
+    }
+    let s = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match crate::idempotency::prune(&s.db, s.config.shop.idempotency_ttl).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "expired idempotency keys removed"),
+                Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
+            }
+        }
+    }));
+    tasks
+}
