@@ -26,9 +26,15 @@ pub enum Command {
     /// Create or update the admin from MASH_SEED_ADMIN_EMAIL / MASH_SEED_ADMIN_PASSWORD
     /// (idempotent); `--demo` adds demo users.
     Seed {
-        /// Also add demo users (one per role).
+        /// Also add demo users (one per role), a demo greenhouse and a demo catalogue.
         #[arg(long)]
         demo: bool,
+        /// Products in the demo catalogue (with `--demo`).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        products: u32,
+        /// Categories in the demo catalogue (with `--demo`).
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        categories: u32,
     },
 }
 
@@ -66,10 +72,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Application::build(config).await?.run().await
         }
         Command::Migrate { action } => migrate(&config, action).await,
-        Command::Seed { demo } => {
+        Command::Seed { demo, products, categories } => {
             let db = crate::db::connect(&config.database).await?;
             Migrator::up(&db, None).await?;
-            let report = crate::seed::run(&config, &db, demo).await?;
+            let shop = crate::seed::DemoShop { products: products as usize, categories: categories as usize };
+            let report = crate::seed::run(&config, &db, demo.then_some(shop)).await?;
             for line in report {
                 println!("{line}");
             }

@@ -20,17 +20,26 @@ pub async fn publish(redis: &crate::state::Redis, channel: &str, payload: &str) 
     }
 }
 
-/// Subscribes to `channel` for the life of the process, calling `on_message` with each payload.
-/// The subscription is re-made with backoff whenever it drops.
+/// What a subscriber hears.
+pub enum Heard<'a> {
+    /// The subscription is (re)established. Messages published before this moment were not
+    /// received: a cache drops what it holds here.
+    Subscribed,
+    Message(&'a str),
+}
+
+/// Subscribes to `channel` for the life of the process, calling `on_event` when the
+/// subscription is made and with each payload. The subscription is re-made with backoff
+/// whenever it drops.
 pub fn subscribe(
     url: crate::config::Secret,
     channel: &'static str,
-    on_message: impl Fn(&str) + Send + Sync + 'static,
+    on_event: impl Fn(Heard<'_>) + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match listen(url.expose(), channel, &on_message).await {
+            match listen(url.expose(), channel, &on_event).await {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(e) => {
                     tracing::warn!(error = %e, channel, retry_in_ms = backoff.as_millis() as u64, "Redis subscription lost");
@@ -42,14 +51,15 @@ pub fn subscribe(
     })
 }
 
-async fn listen(url: &str, channel: &str, on_message: &(impl Fn(&str) + Send + Sync)) -> redis::RedisResult<()> {
+async fn listen(url: &str, channel: &str, on_event: &(impl Fn(Heard<'_>) + Send + Sync)) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
+    on_event(Heard::Subscribed);
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {
         if let Ok(payload) = msg.get_payload::<String>() {
-            on_message(&payload);
+            on_event(Heard::Message(&payload));
         }
     }
     Ok(())

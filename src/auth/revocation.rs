@@ -95,8 +95,11 @@ pub fn spawn_background(state: &crate::state::AppState) -> Vec<tokio::task::Join
     }));
     if let Some(url) = state.config.redis_url.clone() {
         let revocations = state.auth.revocations.clone();
-        tasks.push(crate::pubsub::subscribe(url, CHANNEL, move |payload| {
-            if let Ok(ids) = serde_json::from_str::<Vec<Uuid>>(payload) {
+        // Revocations missed while unsubscribed are caught by the periodic database sync.
+        tasks.push(crate::pubsub::subscribe(url, CHANNEL, move |heard| {
+            if let crate::pubsub::Heard::Message(payload) = heard
+                && let Ok(ids) = serde_json::from_str::<Vec<Uuid>>(payload)
+            {
                 revocations.insert_local(&ids);
             }
         }));

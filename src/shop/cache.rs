@@ -29,6 +29,8 @@ pub struct CatalogueCache {
     entries: Cache<(u64, String), Bytes>,
     /// Identifies this process's own messages on the Redis channel.
     instance: uuid::Uuid,
+    /// `CATALOGUE_CACHE_ENTRIES=0` turns caching off (every read goes to the database).
+    enabled: bool,
 }
 
 impl CatalogueCache {
@@ -37,6 +39,7 @@ impl CatalogueCache {
             generation: AtomicU64::new(0),
             entries: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
             instance: uuid::Uuid::now_v7(),
+            enabled: capacity > 0,
         })
     }
 
@@ -46,12 +49,15 @@ impl CatalogueCache {
     }
 
     pub fn get(&self, generation: u64, key: &str) -> Option<Bytes> {
+        if !self.enabled {
+            return None;
+        }
         self.entries.get(&(generation, key.to_string()))
     }
 
     pub fn put(&self, generation: u64, key: String, body: Bytes) {
         // Only when no write happened meanwhile; otherwise the entry is unreachable anyway.
-        if generation == self.generation() {
+        if self.enabled && generation == self.generation() {
             self.entries.insert((generation, key), body);
         }
     }

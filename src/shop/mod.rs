@@ -38,7 +38,11 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     if let Some(url) = state.config.redis_url.clone() {
         let cache = state.shop.cache.clone();
-        tasks.push(crate::pubsub::subscribe(url, cache::CHANNEL, move |payload| cache.on_message(payload)));
+        tasks.push(crate::pubsub::subscribe(url, cache::CHANNEL, move |heard| match heard {
+            // Writes published while we were not subscribed were missed: start over.
+            crate::pubsub::Heard::Subscribed => cache.invalidate_local(),
+            crate::pubsub::Heard::Message(payload) => cache.on_message(payload),
+        }));
     }
     let s = state.clone();
     tasks.push(tokio::spawn(async move {

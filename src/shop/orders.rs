@@ -137,6 +137,7 @@ pub struct OrderOut {
     pub id: Uuid,
     pub user_id: Uuid,
     pub status: OrderStatus,
+    /// By product id.
     pub items: Vec<OrderItemOut>,
     pub total: Money,
     pub currency: String,
@@ -353,8 +354,7 @@ async fn create_order(
     order_item::Entity::insert_many(items.iter().cloned().map(sea_orm::IntoActiveModel::into_active_model))
         .exec_without_returning(&txn)
         .await?;
-    // Items in request order, as the client listed them.
-    items.sort_by_key(|i| input.items.iter().position(|w| w.product_id == i.product_id));
+    // Items by product id, as every later read of the order lists them.
     let out = order_out(&o, &items);
     let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::CREATED, &out).await?;
     txn.commit().await?;

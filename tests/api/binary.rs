@@ -135,7 +135,7 @@ async fn serve_uses_the_configured_database() {
         &[("PORT", "0"), ("HOST", "127.0.0.1"), ("LOG_FORMAT", "json"), ("DATABASE_URL", db.url.as_str())],
     );
     let addr = wait_listening(&rx, &mut Vec::new());
-    let res = reqwest::get(format!("http://{addr}/health/ready")).await.unwrap();
+    let res = client().get(format!("http://{addr}/health/ready")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     sigterm(&child);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
@@ -191,6 +191,7 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     assert!(status.contains("pending  m20261122_000001_core"), "{status}");
     assert!(status.contains("pending  m20261122_000002_identity"), "{status}");
     assert!(status.contains("pending  m20261122_000003_greenhouse"), "{status}");
+    assert!(status.contains("pending  m20261122_000004_shop"), "{status}");
     run(&["migrate", "up"]);
     let status = run(&["migrate", "status"]);
     assert!(!status.contains("pending"), "{status}");
@@ -198,7 +199,8 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     run(&["migrate", "down"]);
     let status = run(&["migrate", "status"]);
     assert!(status.contains("applied  m20261122_000002_identity"), "{status}");
-    assert!(status.contains("pending  m20261122_000003_greenhouse"), "{status}");
+    assert!(status.contains("applied  m20261122_000003_greenhouse"), "{status}");
+    assert!(status.contains("pending  m20261122_000004_shop"), "{status}");
     run(&["migrate", "up"]);
     run(&["migrate", "down", "--all"]);
     assert!(!run(&["migrate", "status"]).contains("applied"));

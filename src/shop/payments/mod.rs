@@ -86,7 +86,9 @@ impl PaymentStatus {
         match self {
             Self::Pending => &[],
             Self::Processing => &["pending", "failed"],
-            Self::Completed => &["pending", "processing", "failed"],
+            // Also from `cancelled`: when the order was cancelled but the provider could not stop
+            // the payment, the money did move; the payment says so and is flagged for refund.
+            Self::Completed => &["pending", "processing", "failed", "cancelled"],
             Self::Failed => &["pending", "processing"],
             Self::Cancelled => &["pending", "processing", "failed"],
             Self::Refunded => &["completed"],
@@ -175,7 +177,9 @@ impl Provider {
         }
     }
 
-    async fn create_intent(&self, o: &order::Model, payment_id: Uuid, key: &str) -> Result<Intent, ProviderError> {
+    /// `key` is the provider's idempotency key; every parameter sent with it is derived from the
+    /// order alone, so a retry or a concurrent request with the same key is the same request.
+    async fn create_intent(&self, o: &order::Model, key: &str) -> Result<Intent, ProviderError> {
         match self {
             Self::Sandbox => {
                 let mut secret = [0u8; 24];
@@ -188,7 +192,7 @@ impl Provider {
                 })
             }
             Self::Stripe(client) => {
-                let metadata = [("order_id", o.id.to_string()), ("payment_id", payment_id.to_string())];
+                let metadata = [("order_id", o.id.to_string()), ("user_id", o.user_id.to_string())];
                 client.create_intent(o.total_minor, &o.currency, &metadata, key).await
             }
         }
@@ -328,7 +332,7 @@ async fn create_payment(
     let payment_id = Uuid::now_v7();
     let intent = match &open {
         Some(_) => None,
-        None => Some(provider.create_intent(&o, payment_id, &format!("mash-{order_id}-{attempt}")).await?),
+        None => Some(provider.create_intent(&o, &format!("mash-{order_id}-{attempt}")).await?),
     };
 
     let txn = crate::db::begin_write(&state.db).await?;
@@ -496,8 +500,9 @@ async fn sandbox_confirm(
     Ok(Json(payment_out(&p, true)))
 }
 
-/// Refunds a paid order in full through its provider and returns its stock (ADMIN). The order
-/// becomes `refunded`. Accepts `Idempotency-Key`.
+/// Refunds a paid order in full through its provider and returns its stock (ADMIN); the order
+/// becomes `refunded`. Also refunds the payment of a *cancelled* order whose payment went through
+/// anyway (flagged `needs_refund`); that order stays cancelled. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/orders/{id}/refund", tag = "payments", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key")),
     responses((status = 200, body = OrderOut), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 503)))]
@@ -518,7 +523,7 @@ async fn refund_order(
         .one(&state.db)
         .await?
         .ok_or_else(|| AppError::NotFound("order not found".into()))?;
-    if o.status != OrderStatus::Paid.as_str() {
+    if o.status != OrderStatus::Paid.as_str() && o.status != OrderStatus::Cancelled.as_str() {
         return Err(AppError::Conflict(format!("order is {}; only a paid order can be refunded", o.status)));
     }
     let p = payment::Entity::find()
@@ -526,7 +531,7 @@ async fn refund_order(
         .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
         .one(&state.db)
         .await?
-        .ok_or_else(|| AppError::Conflict("order has no completed payment to refund".into()))?;
+        .ok_or_else(|| AppError::Conflict(format!("order is {} and has no completed payment to refund", o.status)))?;
     let provider = &state.shop.provider;
     if p.provider != provider.name() {
         return Err(AppError::Conflict(format!(
