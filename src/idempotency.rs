@@ -22,7 +22,11 @@ use axum::{
     response::Response,
 };
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -157,13 +161,6 @@ pub async fn claim<C: ConnectionTrait>(
 ) -> Result<Option<Response>, AppError> {
     let Some(bound) = bound else { return Ok(None) };
     let now = Utc::now();
-    // An expired key is a new key: clear it first (the periodic prune may not have run yet).
-    entity::Entity::delete_many()
-        .filter(entity::Column::UserId.eq(bound.user_id))
-        .filter(entity::Column::Key.eq(bound.key.as_str()))
-        .filter(entity::Column::CreatedAt.lt(cutoff(ttl)))
-        .exec(txn)
-        .await?;
     let row = entity::ActiveModel {
         user_id: Set(bound.user_id),
         key: Set(bound.key.clone()),
@@ -172,9 +169,22 @@ pub async fn claim<C: ConnectionTrait>(
         response_body: Set(String::new()),
         created_at: Set(now),
     };
-    // Waits on a concurrent holder of the same key until it commits or rolls back.
+    // One statement: insert the key, or take over an expired one (an expired key is a new key,
+    // whether or not the periodic prune has run). A live key is left alone (0 rows). It waits
+    // on a concurrent holder of the same key until that one commits or rolls back.
+    let expired = Expr::col((entity::Entity, entity::Column::CreatedAt)).lt(cutoff(ttl));
     let inserted = entity::Entity::insert(row)
-        .on_conflict(OnConflict::columns([entity::Column::UserId, entity::Column::Key]).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::columns([entity::Column::UserId, entity::Column::Key])
+                .update_columns([
+                    entity::Column::RequestHash,
+                    entity::Column::ResponseStatus,
+                    entity::Column::ResponseBody,
+                    entity::Column::CreatedAt,
+                ])
+                .action_and_where(expired)
+                .to_owned(),
+        )
         .exec_without_returning(txn)
         .await?;
     if inserted == 1 {

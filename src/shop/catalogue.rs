@@ -382,9 +382,14 @@ impl ProductQuery {
         let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         let search = given(&self.search);
         if let Some(s) = &search
-            && (s.chars().count() > 100 || s.contains('\0'))
+            && s.chars().count() > 100
         {
             return Err(AppError::invalid_field("search", "must be at most 100 characters"));
+        }
+        if let Some(s) = &search
+            && s.chars().any(char::is_control)
+        {
+            return Err(AppError::invalid_field("search", "must not contain control characters"));
         }
         let category_id = crate::http::uuid_param("categoryId", self.category_id.as_deref())?;
         let price = |name: &str, v: &Option<String>| {
@@ -448,17 +453,19 @@ fn like_pattern(term: &str) -> String {
 }
 
 /// The search condition, one function per backend:
-/// - PostgreSQL: `ILIKE` on name and description, served by the `pg_trgm` GIN indexes.
+/// - PostgreSQL: `LIKE` on the generated `search_text` (name and description, lower-cased by the
+///   database), served by its `pg_trgm` GIN index; the pattern is lower-cased by the same
+///   `lower()`, so case folding is the database's on both sides. Name and description are joined
+///   by a newline, and a term cannot contain one, so a match never spans the two.
 /// - SQLite: an FTS5 trigram phrase query (a case-insensitive substring match served by the
 ///   index) for terms of 3 characters or more; shorter terms, which trigrams cannot index, scan
 ///   with `LIKE` (case-insensitive for ASCII letters).
 pub fn search_condition(backend: DatabaseBackend, term: &str) -> Condition {
     let pattern = like_pattern(term);
     match backend {
-        DatabaseBackend::Postgres => Condition::all().add(Expr::cust_with_values(
-            r"(products.name ILIKE $1 ESCAPE '\' OR products.description ILIKE $1 ESCAPE '\')",
-            [pattern],
-        )),
+        DatabaseBackend::Postgres => {
+            Condition::all().add(Expr::cust_with_values(r"products.search_text LIKE lower($1) ESCAPE '\'", [pattern]))
+        }
         _ if term.chars().count() >= 3 => {
             let phrase = format!("\"{}\"", term.replace('"', "\"\""));
             Condition::all().add(Expr::cust_with_values(
