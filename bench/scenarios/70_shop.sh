@@ -7,7 +7,7 @@ SCENARIO_TITLE="Shop: catalogue reads and orders (PostgreSQL, 10,000 products)"
 SCENARIO_NEEDS_PG=1
 
 scenario_how() {
-    echo "A fresh database seeded by \`mash seed --demo --products 10000 --categories 50\`, stock then raised to 1,000,000 per product so orders never run out. wrk -c $BENCH_CONNECTIONS -t $BENCH_THREADS for $BENCH_DURATION s per row with bench/wrk/shop.lua: product by id (a random one of the 10,000), list (a random category, price 10.00-150.00, inStock, by price, a random page 1-5), search (one of 10 terms: LIKE on the lower-cased name and description through the pg_trgm index; the category lookup of a page is modelled as a 20-row primary-key read) and order creation (3 distinct random products, quantity 1, a unique Idempotency-Key; mash's pool at 32 connections like pgbench's). Both order measurements (mash, pgbench) start right after a CHECKPOINT. Catalogue reads run twice: with the catalogue cache (the product's normal configuration) and with CATALOGUE_CACHE_ENTRIES=0, every read reaching PostgreSQL. The database's own rate: pgbench -M $BENCH_PGBENCH_MODE -c $BENCH_CONNECTIONS -j $BENCH_THREADS -T $BENCH_DURATION with the statements each route sends (scripts written out under the run's output directory as shop-*.sql), on the same data, while mash idles. Search over 100,000 products: a second database (and an SQLite file) seeded with 100,000 products, \`VACUUM ANALYZE\` on PostgreSQL, the cache off, the same 10 terms one request at a time (wrk -c 1) for latency."
+    echo "A fresh database seeded by \`mash seed --demo --products 10000 --categories 50\`, stock then raised to 1,000,000 per product so orders never run out. wrk -c $BENCH_CONNECTIONS -t $BENCH_THREADS for $BENCH_DURATION s per row with bench/wrk/shop.lua: product by id (a random one of the 10,000), list (a random category, price 10.00-150.00, inStock, by price, a random page 1-5), search (one of 10 terms: LIKE on the lower-cased name and description through the pg_trgm index; the category lookup of a page is modelled as a 20-row primary-key read) and order creation (3 distinct random products, quantity 1, a unique Idempotency-Key; mash's pool at 32 connections like pgbench's). Both order measurements (mash after its 2 s warm-up, pgbench) start right after VACUUM ANALYZE (this PostgreSQL runs with autovacuum off) and CHECKPOINT. Catalogue reads run twice: with the catalogue cache (the product's normal configuration) and with CATALOGUE_CACHE_ENTRIES=0, every read reaching PostgreSQL. The database's own rate: pgbench -M $BENCH_PGBENCH_MODE -c $BENCH_CONNECTIONS -j $BENCH_THREADS -T $BENCH_DURATION with the statements each route sends (scripts written out under the run's output directory as shop-*.sql), on the same data, while mash idles. Search over 100,000 products: a second database (and an SQLite file) seeded with 100,000 products, \`VACUUM ANALYZE\` on PostgreSQL, the cache off, the same 10 terms one request at a time (wrk -c 1) for latency."
 }
 
 # shop_sql NAME: writes the pgbench script of a route to $BENCH_OUT/shop-NAME.sql and prints its path.
@@ -52,7 +52,9 @@ SQL
 \\set hi greatest(:a, :b, :c)
 \\set mid :a + :b + :c - :lo - :hi
 BEGIN;
-SELECT md5(random()::text) AS k, gen_random_uuid() AS oid \\gset
+-- A time-ordered id like Mash's UUID v7 (48-bit milliseconds, then random), so the order and
+-- item inserts land in the same index pages as the route's do.
+SELECT md5(random()::text) AS k, (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 19))::uuid AS oid \\gset
 INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body, created_at) VALUES ('$SHOP_USER', :k, md5(:k), 0, '', now()) ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash, response_status = excluded.response_status, response_body = excluded.response_body, created_at = excluded.created_at WHERE idempotency_keys.created_at < now() - interval '1 day';
 UPDATE products SET stock = stock - 1, updated_at = now() WHERE sku = 'DEMO-' || lpad(:lo::text, 6, '0') AND deleted_at IS NULL AND stock >= 1 RETURNING id, price_minor, name \\gset p1_
 UPDATE products SET stock = stock - 1, updated_at = now() WHERE sku = 'DEMO-' || lpad(:mid::text, 6, '0') AND deleted_at IS NULL AND stock >= 1 RETURNING id, price_minor, name \\gset p2_
@@ -112,16 +114,18 @@ scenario_run() {
         done
         if [[ $cache == on ]]; then
             BENCH_DURATION=2 shop_wrk shop-warmup-order order "$url" >/dev/null || { stop_mash "$pid" 5; return 1; }
-            # Both order measurements start right after a checkpoint, so neither pays more
-            # full-page writes than the other.
-            "${psql_db[@]}" -c "CHECKPOINT" >/dev/null || return 1
+            # Both order measurements start from the same database state: tables analyzed (this
+            # machine's PostgreSQL runs with autovacuum off; without statistics, connections that
+            # first checked the orders foreign key on an empty table keep a sequential-scan plan
+            # for it) and a fresh checkpoint (neither side pays more full-page writes).
+            "${psql_db[@]}" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null || return 1
             SHOP_order_on=$(shop_wrk shop-order order "$url") || { stop_mash "$pid" 5; return 1; }
         fi
         stop_mash "$pid" 10 || true
     done
 
     for kind in product list search order; do
-        [[ $kind == order ]] && { "${psql_db[@]}" -c "CHECKPOINT" >/dev/null || return 1; }
+        [[ $kind == order ]] && { "${psql_db[@]}" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null || return 1; }
         own=$(pgbench_tps "shop-$kind" "$(shop_sql "$kind")" "$db") || return 1
         cached=SHOP_${kind}_on
         read -r rps _ p99 err non2xx <<<"${!cached}"

@@ -591,9 +591,18 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     Ok(json_bytes(body))
 }
 
-/// The category a product is put in must exist: 400 naming `categoryId` otherwise.
+/// The category a product is put in must exist: 400 naming `categoryId` otherwise. On
+/// PostgreSQL the row is share-locked until the product's transaction ends, so a concurrent
+/// category delete (which locks it for update, then counts its products) either sees this
+/// product, or has committed first and this read finds the category gone. (A soft-deleted
+/// category still satisfies the foreign key, so the key alone would not stop it.)
 async fn category_for<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<category::Model, AppError> {
-    live_category(id).one(db).await?.ok_or_else(|| AppError::invalid_field("categoryId", "no such category"))
+    use sea_orm::QuerySelect;
+    let mut query = live_category(id);
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        query = query.lock_shared();
+    }
+    query.one(db).await?.ok_or_else(|| AppError::invalid_field("categoryId", "no such category"))
 }
 
 /// Creates a product (ADMIN or VENDOR; a vendor's product is its own).

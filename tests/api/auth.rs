@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, redis_url, spawn_app, spawn_app_with, two_instances_on_redis};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -205,10 +205,6 @@ async fn poll_me_until(app: &TestApp, token: &str, status: u16, limit: Duration)
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn redis_url() -> String {
-    std::env::var("MASH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -704,19 +700,8 @@ async fn revocation_survives_a_restart() {
 
 #[tokio::test]
 async fn revocation_reaches_another_instance_over_redis() {
-    let redis = redis_url();
-    let data_dir = tempfile::tempdir().unwrap();
-    let dir = data_dir.path().to_str().unwrap().to_string();
-    let overrides = [
-        ("REDIS_URL", redis.as_str()),
-        ("MASH_DATA_DIR", dir.as_str()),
-        // Only Redis can deliver within the test: the database sync is an hour away.
-        ("REVOCATION_SYNC_SECS", "3600"),
-        // Redis counters are shared with anything else using this Redis.
-        ("AUTH_RATE_LIMIT_PER_MINUTE", "100000"),
-    ];
-    let a_app = spawn_app_with(&overrides, Router::new()).await;
-    let b_app = a_app.spawn_sibling(&overrides).await;
+    // Only Redis can deliver within the test: the database sync is an hour away.
+    let (a_app, b_app, _dir) = two_instances_on_redis(&[("REVOCATION_SYNC_SECS", "3600")]).await;
 
     let a = register(&a_app, "redis").await;
     let s = login_ok(&a_app, &a.email, PASSWORD).await;

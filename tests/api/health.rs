@@ -4,7 +4,7 @@ use axum::Router;
 use serde_json::Value;
 
 use crate::{
-    helpers::{assert_error, spawn_app, spawn_app_with},
+    helpers::{assert_error, redis_url, spawn_app, spawn_app_with},
     probe,
 };
 
@@ -88,9 +88,4 @@ async fn metrics_can_require_a_token() {
     assert_error(res, 401, "/metrics").await;
     let res = app.client.get(app.url("/metrics")).bearer_auth("scrape-secret").send().await.unwrap();
     assert_eq!(res.status(), 200);
-}
-
-/// The Redis the suite may use (the machine's own by default).
-fn redis_url() -> String {
-    std::env::var("MASH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }

@@ -153,3 +153,37 @@ pub async fn assert_error(res: reqwest::Response, status: u16, path: &str) -> se
     assert!(ts.ends_with('Z'), "UTC timestamp: {ts}");
     body
 }
+
+/// The Redis the suite may use (the machine's own by default).
+pub fn redis_url() -> String {
+    std::env::var("MASH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Two instances on one database and one Redis, sharing a data directory (so each accepts the
+/// other's tokens), with `extra` overrides. Keep the returned directory alive with them.
+pub async fn two_instances_on_redis(extra: &[(&str, &str)]) -> (TestApp, TestApp, tempfile::TempDir) {
+    let redis = redis_url();
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().to_str().unwrap().to_string();
+    let mut overrides = vec![
+        ("REDIS_URL", redis.as_str()),
+        ("MASH_DATA_DIR", dir.as_str()),
+        // Redis counters are shared with anything else using this Redis.
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "100000"),
+    ];
+    overrides.extend_from_slice(extra);
+    let a = spawn_app_with(&overrides, Router::new()).await;
+    let b = a.spawn_sibling(&overrides).await;
+    (a, b, data_dir)
+}
+
+/// The fields named in an error body's `details`, in order.
+pub fn detail_fields(err: &serde_json::Value) -> Vec<String> {
+    err["details"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d["field"].as_str().map(str::to_string))
+        .collect()
+}

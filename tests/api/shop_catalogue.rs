@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Account, admin, json_of, register, user_with_role},
-    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
+    helpers::{TestApp, assert_error, detail_fields, spawn_app, spawn_app_with, two_instances_on_redis},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -92,17 +92,6 @@ fn ids(list: &Value) -> Vec<Uuid> {
     list["data"].as_array().unwrap_or_else(|| panic!("no data in {list}")).iter().map(id_of).collect()
 }
 
-/// The fields named in an error's `details`.
-fn detail_fields(err: &Value) -> Vec<String> {
-    err["details"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| d["field"].as_str().map(str::to_string))
-        .collect()
-}
-
 /// Asserts a 400 in the error shape whose `details` name `field`.
 async fn assert_bad_field(res: reqwest::Response, path: &str, field: &str) -> Value {
     let body = assert_error(res, 400, path).await;
@@ -134,10 +123,6 @@ async fn simple_product(app: &TestApp, by: &Account, category: Uuid, name: &str,
 /// Minor units as the contract writes money: two places, computed here independently.
 fn money(minor: i64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
-}
-
-fn redis_url() -> String {
-    std::env::var("MASH_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,18 +613,7 @@ async fn writes_show_at_once_in_cached_reads() {
 /// longer than the test, so only the Redis message can make it fresh).
 #[tokio::test]
 async fn a_write_on_one_instance_reaches_the_other_over_redis() {
-    let redis = redis_url();
-    let data_dir = tempfile::tempdir().unwrap();
-    let dir = data_dir.path().to_str().unwrap().to_string();
-    let overrides = [
-        ("REDIS_URL", redis.as_str()),
-        ("MASH_DATA_DIR", dir.as_str()),
-        ("CATALOGUE_CACHE_TTL_SECS", "3600"),
-        // Redis counters are shared with anything else using this Redis.
-        ("AUTH_RATE_LIMIT_PER_MINUTE", "100000"),
-    ];
-    let a_app = spawn_app_with(&overrides, Router::new()).await;
-    let b_app = a_app.spawn_sibling(&overrides).await;
+    let (a_app, b_app, _dir) = two_instances_on_redis(&[("CATALOGUE_CACHE_TTL_SECS", "3600")]).await;
     let admin = admin(&a_app).await;
     let cat = create_category(&a_app, &admin, "Shared").await;
     let id = simple_product(&a_app, &admin, cat, "Shared Spade", "3.00", 2).await;

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    helpers::{TestApp, assert_error, spawn_app},
+    helpers::{TestApp, assert_error, detail_fields, spawn_app},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -138,17 +138,6 @@ async fn pay(app: &TestApp, owner: &Account, order_id: &str) {
     assert_eq!(confirmed["status"], "completed", "{confirmed}");
     let o = json_of(get_authed(app, &format!("/api/v1/orders/{order_id}"), &owner.access).await, 200).await;
     assert_eq!(o["status"], "paid", "{o}");
-}
-
-/// The fields named in an error's `details`.
-fn fields(err: &Value) -> Vec<String> {
-    err["details"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| d["field"].as_str().map(str::to_string))
-        .collect()
 }
 
 async fn order_rows(app: &TestApp) -> u64 {
@@ -268,7 +257,7 @@ async fn short_stock_is_409_and_nothing_changes() {
 
     let res = place(&app, &customer.access, &json!({ "items": items(&[(plenty, 3), (scarce, 5)]) }), None).await;
     let err = assert_error(res, 409, "/api/v1/orders").await;
-    assert_eq!(fields(&err), vec!["items[1].quantity".to_string()], "{err}");
+    assert_eq!(detail_fields(&err), vec!["items[1].quantity".to_string()], "{err}");
 
     assert_stock(&app, plenty, 5).await;
     assert_stock(&app, scarce, 2).await;
@@ -281,7 +270,7 @@ async fn short_stock_is_409_and_nothing_changes() {
     // Both short, listed the other way round: both named.
     let res = place(&app, &customer.access, &json!({ "items": items(&[(scarce, 3), (plenty, 6)]) }), None).await;
     let err = assert_error(res, 409, "/api/v1/orders").await;
-    let mut named = fields(&err);
+    let mut named = detail_fields(&err);
     named.sort();
     assert_eq!(named, vec!["items[0].quantity".to_string(), "items[1].quantity".to_string()], "{err}");
 
@@ -344,7 +333,7 @@ async fn concurrent_orders_never_oversell() {
     assert_eq!(refused, 43, "{statuses:?}");
     for (status, body, _) in results.iter().filter(|r| r.0 == 409) {
         assert_eq!(body["statusCode"], *status, "{body}");
-        assert_eq!(fields(body), vec!["items[0].quantity".to_string()], "{body}");
+        assert_eq!(detail_fields(body), vec!["items[0].quantity".to_string()], "{body}");
     }
     assert_stock(&app, seeds, 0).await;
 
@@ -536,7 +525,7 @@ async fn idempotency_key_must_be_1_to_255_characters() {
     for bad in ["k".repeat(256), String::new()] {
         let res = place(&app, &customer.access, &body, Some(&bad)).await;
         let err = assert_error(res, 400, "/api/v1/orders").await;
-        assert_eq!(fields(&err), vec!["Idempotency-Key".to_string()], "{} chars: {err}", bad.len());
+        assert_eq!(detail_fields(&err), vec!["Idempotency-Key".to_string()], "{} chars: {err}", bad.len());
     }
     assert_eq!(order_rows(&app).await, 0);
     assert_stock(&app, seeds, 5).await;
@@ -771,12 +760,12 @@ async fn listing_shows_own_orders_and_admins_see_all() {
     assert_error(res, 403, "/api/v1/orders").await;
     let res = get_authed(&app, "/api/v1/orders?userId=not-a-uuid", &shop.admin.access).await;
     let err = assert_error(res, 400, "/api/v1/orders").await;
-    assert_eq!(fields(&err), vec!["userId".to_string()], "{err}");
+    assert_eq!(detail_fields(&err), vec!["userId".to_string()], "{err}");
 
     // A status outside the machine is a 400 naming it.
     let res = get_authed(&app, "/api/v1/orders?status=shipped", &c1.access).await;
     let err = assert_error(res, 400, "/api/v1/orders").await;
-    assert_eq!(fields(&err), vec!["status".to_string()], "{err}");
+    assert_eq!(detail_fields(&err), vec!["status".to_string()], "{err}");
 
     // One order: the owner and admins; anyone else gets 404, like a missing order.
     let path = format!("/api/v1/orders/{c2_only}");
@@ -787,7 +776,7 @@ async fn listing_shows_own_orders_and_admins_see_all() {
     let missing = format!("/api/v1/orders/{}", Uuid::now_v7());
     assert_error(get_authed(&app, &missing, &c1.access).await, 404, &missing).await;
     let err = assert_error(get_authed(&app, "/api/v1/orders/123", &c1.access).await, 400, "/api/v1/orders/123").await;
-    assert_eq!(fields(&err), vec!["id".to_string()], "{err}");
+    assert_eq!(detail_fields(&err), vec!["id".to_string()], "{err}");
 
     // Anonymous callers get nothing.
     assert_error(app.get("/api/v1/orders").await, 401, "/api/v1/orders").await;
@@ -838,7 +827,7 @@ async fn bad_orders_are_refused_and_change_nothing() {
     for (body, want) in cases {
         let res = place(&app, &customer.access, &body, None).await;
         let err = assert_error(res, 400, "/api/v1/orders").await;
-        assert_eq!(fields(&err), vec![want.to_string()], "body {body}: {err}");
+        assert_eq!(detail_fields(&err), vec![want.to_string()], "body {body}: {err}");
     }
     // Bodies that are not an order at all.
     for raw in ["{not json", "", "[]", "null", "{\"items\": {}}"] {
