@@ -299,6 +299,20 @@ psql_admin() {
         -v ON_ERROR_STOP=1 -qAtX -c "$1"
 }
 
+# psql_db DB ARGS...: psql on database DB of the benchmark server (unaligned tuples only, no
+# psqlrc, stopping at the first error).
+psql_db() {
+    local db=$1
+    shift
+    psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$db" -qAtX -v ON_ERROR_STOP=1 "$@"
+}
+
+# fresh_pg_db NAME: drops and re-creates database NAME on the benchmark server; prints its URL.
+fresh_pg_db() {
+    psql_admin "DROP DATABASE IF EXISTS $1 WITH (FORCE)" && psql_admin "CREATE DATABASE $1" || return 1
+    echo "postgres://$BENCH_PGUSER@$BENCH_PGHOST:$BENCH_PGPORT/$1"
+}
+
 # ---------------------------------------------------------------------------
 # Telemetry scenarios
 # ---------------------------------------------------------------------------

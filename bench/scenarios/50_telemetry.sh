@@ -79,7 +79,7 @@ telemetry_backend() {
     if [[ $name == pg ]]; then
         own100=$(pg_own_rate 100 "$TEL_PG_DB") || { stop_mash "$pid" 5; return 1; }
         own1000=$(pg_own_rate 1000 "$TEL_PG_DB") || { stop_mash "$pid" 5; return 1; }
-        psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$TEL_PG_DB" -qAtX -v ON_ERROR_STOP=1 -c \
+        psql_db "$TEL_PG_DB" -c \
             "INSERT INTO sensor_readings (device_id, metric, ts, value)
              SELECT '$hist_device', 'temperature', date_trunc('second', now()) - s * interval '1 second', 20 + 5 * sin(s / 3600.0)
              FROM generate_series(0, 86399) s" -c "ANALYZE sensor_readings" >/dev/null || { stop_mash "$pid" 5; return 1; }
@@ -120,8 +120,7 @@ PY
 scenario_run() {
     INGEST_LOAD=$(ingest_load_bin) || { bench_log "cannot build ingest_load"; return 1; }
     TEL_PG_DB=${BENCH_DB}_telemetry
-    psql_admin "DROP DATABASE IF EXISTS $TEL_PG_DB WITH (FORCE)" && psql_admin "CREATE DATABASE $TEL_PG_DB" || return 1
-    TEL_PG_URL="postgres://$BENCH_PGUSER@$BENCH_PGHOST:$BENCH_PGPORT/$TEL_PG_DB"
+    TEL_PG_URL=$(fresh_pg_db "$TEL_PG_DB") || return 1
     OWN_LABEL="pgbench, the same statement"
     telemetry_backend pg "PostgreSQL" || return 1
     OWN_LABEL="Python sqlite3, the same statements"

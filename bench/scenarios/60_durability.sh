@@ -21,7 +21,7 @@ verify_acked() {
                        AND s.ts BETWEEN TIMESTAMPTZ 'epoch' + a.t0 * interval '1 microsecond'
                                     AND TIMESTAMPTZ 'epoch' + a.t1 * interval '1 microsecond') AS c FROM acked a)
              SELECT sum(n), sum(c), count(*) FILTER (WHERE c < n) FROM got"
-        psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$DUR_PG_DB" -qAtX -F ' ' -v ON_ERROR_STOP=1 <<<"$sql"
+        psql_db "$DUR_PG_DB" -F ' ' <<<"$sql"
     else
         python3 - "$BENCH_TMP/durability-sqlite/data/mash.db" "$rec" <<'PY'
 import sqlite3, sys, uuid
@@ -74,8 +74,7 @@ durability_backend() {
 scenario_run() {
     INGEST_LOAD=$(ingest_load_bin) || { bench_log "cannot build ingest_load"; return 1; }
     DUR_PG_DB=${BENCH_DB}_durability
-    psql_admin "DROP DATABASE IF EXISTS $DUR_PG_DB WITH (FORCE)" && psql_admin "CREATE DATABASE $DUR_PG_DB" || return 1
-    DUR_PG_URL="postgres://$BENCH_PGUSER@$BENCH_PGHOST:$BENCH_PGPORT/$DUR_PG_DB"
+    DUR_PG_URL=$(fresh_pg_db "$DUR_PG_DB") || return 1
     durability_backend pg "PostgreSQL" || return 1
     durability_backend sqlite "SQLite" || return 1
 }

@@ -78,16 +78,14 @@ shop_wrk() {
 
 scenario_run() {
     local db=${BENCH_DB}_shop port pid url dir=$BENCH_TMP/shop pg_url
-    psql_admin "DROP DATABASE IF EXISTS $db WITH (FORCE)" && psql_admin "CREATE DATABASE $db" || return 1
-    pg_url="postgres://$BENCH_PGUSER@$BENCH_PGHOST:$BENCH_PGPORT/$db"
+    pg_url=$(fresh_pg_db "$db") || return 1
     mkdir -p "$dir"
     (cd "$dir" && env -u REDIS_URL -u MQTT_URL DATABASE_URL="$pg_url" RUST_LOG=warn LOG_FORMAT=json \
         "$MASH_BIN" seed --demo --products 10000 --categories 50) >>"$BENCH_OUT/mash-shop-seed.log" 2>&1 ||
         { bench_log "shop: seed failed"; return 1; }
-    local psql_db=(psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$db" -qAtX -v ON_ERROR_STOP=1)
-    "${psql_db[@]}" -c "UPDATE products SET stock = 1000000" -c "VACUUM ANALYZE" >/dev/null || return 1
-    "${psql_db[@]}" -c "SELECT id FROM products ORDER BY id" >"$BENCH_TMP/shop-ids.txt" || return 1
-    "${psql_db[@]}" -c "SELECT id FROM categories ORDER BY id" >"$BENCH_TMP/shop-categories.txt" || return 1
+    psql_db "$db" -c "UPDATE products SET stock = 1000000" -c "VACUUM ANALYZE" >/dev/null || return 1
+    psql_db "$db" -c "SELECT id FROM products ORDER BY id" >"$BENCH_TMP/shop-ids.txt" || return 1
+    psql_db "$db" -c "SELECT id FROM categories ORDER BY id" >"$BENCH_TMP/shop-categories.txt" || return 1
 
     local row kind cached uncached own w rps p99 err non2xx urps uerr pct label target
     for cache in on off; do
@@ -105,7 +103,7 @@ scenario_run() {
                 -d "{\"email\":\"$email\",\"password\":\"bench passphrase 2026\",\"name\":\"Bench\"}" "$url/api/v1/auth/register" |
                 sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
             [[ -n $SHOP_TOKEN ]] || { bench_log "shop: registration failed"; stop_mash "$pid" 5; return 1; }
-            SHOP_USER=$("${psql_db[@]}" -c "SELECT id FROM users WHERE email = '$email'")
+            SHOP_USER=$(psql_db "$db" -c "SELECT id FROM users WHERE email = '$email'")
         fi
         for kind in product list search; do
             BENCH_DURATION=2 shop_wrk "shop-warmup-$kind-$cache" "$kind" "$url" >/dev/null || { stop_mash "$pid" 5; return 1; }
@@ -118,14 +116,14 @@ scenario_run() {
             # machine's PostgreSQL runs with autovacuum off; without statistics, connections that
             # first checked the orders foreign key on an empty table keep a sequential-scan plan
             # for it) and a fresh checkpoint (neither side pays more full-page writes).
-            "${psql_db[@]}" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null || return 1
+            psql_db "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null || return 1
             SHOP_order_on=$(shop_wrk shop-order order "$url") || { stop_mash "$pid" 5; return 1; }
         fi
         stop_mash "$pid" 10 || true
     done
 
     for kind in product list search order; do
-        [[ $kind == order ]] && { "${psql_db[@]}" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null || return 1; }
+        [[ $kind == order ]] && { psql_db "$db" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null || return 1; }
         own=$(pgbench_tps "shop-$kind" "$(shop_sql "$kind")" "$db") || return 1
         cached=SHOP_${kind}_on
         read -r rps _ p99 err non2xx <<<"${!cached}"
@@ -149,23 +147,23 @@ scenario_run() {
         fi
     done
     local orders
-    orders=$("${psql_db[@]}" -c "SELECT count(*) FROM orders")
+    orders=$(psql_db "$db" -c "SELECT count(*) FROM orders")
     md_row "Orders stored vs. 201 answers" "$orders rows" "—" "(information)" "—"
 
     # Search on 100,000 products, uncached, on both backends (the issue asks for it to stay fast
     # at that size): latency of the same 10 terms.
-    local big=${BENCH_DB}_shop100k backend env_db
-    psql_admin "DROP DATABASE IF EXISTS $big WITH (FORCE)" && psql_admin "CREATE DATABASE $big" || return 1
+    local big=${BENCH_DB}_shop100k big_url backend env_db
+    big_url=$(fresh_pg_db "$big") || return 1
     for backend in pg sqlite; do
         dir=$BENCH_TMP/shop100k-$backend
         mkdir -p "$dir"
         env_db=()
-        [[ $backend == pg ]] && env_db=(DATABASE_URL="postgres://$BENCH_PGUSER@$BENCH_PGHOST:$BENCH_PGPORT/$big")
+        [[ $backend == pg ]] && env_db=(DATABASE_URL="$big_url")
         (cd "$dir" && env -u REDIS_URL -u MQTT_URL -u DATABASE_URL "${env_db[@]}" RUST_LOG=warn LOG_FORMAT=json \
             "$MASH_BIN" seed --demo --products 100000 --categories 50) >>"$BENCH_OUT/mash-shop-seed.log" 2>&1 ||
             { bench_log "shop: 100k seed failed ($backend)"; return 1; }
         # As autovacuum would within a minute of the load; without statistics the planner scans.
-        [[ $backend == pg ]] && { psql -h "$BENCH_PGHOST" -p "$BENCH_PGPORT" -U "$BENCH_PGUSER" -d "$big" -qAtX -c "VACUUM ANALYZE" || return 1; }
+        [[ $backend == pg ]] && { psql_db "$big" -c "VACUUM ANALYZE" || return 1; }
         port=$(free_port) || return 1
         start_mash "shop100k-$backend" "$dir" "$port" "${env_db[@]}" CATALOGUE_CACHE_ENTRIES=0 RUST_LOG="${RUST_LOG:-warn}" "${MASH_EXTRA_ENV[@]}"
         pid=$MASH_PID

@@ -199,13 +199,15 @@ async fn delete_category(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
     let txn = crate::db::begin_write(&state.db).await?;
+    let mut live = live_category(id);
     if crate::db::backend(&state.db) == DatabaseBackend::Postgres {
-        // Locks the category row: a product created concurrently in it waits on this delete
-        // (its foreign-key check takes a share lock on the row) and then sees it deleted.
+        // Locks the category row: a product being created in it concurrently (which share-locks
+        // the row in `category_for`) either commits first and is counted below, or waits and
+        // then finds the category deleted.
         use sea_orm::QuerySelect;
-        live_category(id).lock_exclusive().one(&txn).await?;
+        live = live.lock_exclusive();
     }
-    live_category(id).one(&txn).await?.ok_or_else(|| AppError::NotFound("category not found".into()))?;
+    live.one(&txn).await?.ok_or_else(|| AppError::NotFound("category not found".into()))?;
     let products = product::Entity::find()
         .filter(product::Column::CategoryId.eq(id))
         .filter(product::Column::DeletedAt.is_null())
@@ -513,6 +515,11 @@ fn sorted(q: Select<product::Entity>, f: &ProductFilter) -> Select<product::Enti
     q.order_by(product::Column::Id, order)
 }
 
+/// A category's name from what [`category_names`] returned.
+fn category_name(names: &std::collections::HashMap<Uuid, String>, id: Uuid) -> &str {
+    names.get(&id).map(String::as_str).unwrap_or_default()
+}
+
 /// Category names for a set of products, in one query.
 async fn category_names<C: sea_orm::ConnectionTrait>(
     db: &C,
@@ -556,10 +563,8 @@ async fn list_products(State(state): State<AppState>, Query(q): Query<ProductQue
     let query = filtered(crate::db::backend(&state.db), &filter);
     let (rows, total) = page.fetch(&state.db, query, |q| sorted(q, &filter)).await?;
     let names = category_names(&state.db, rows.iter().map(|p| p.category_id)).await?;
-    let data: Vec<ProductOut> = rows
-        .iter()
-        .map(|p| product_out(&state, p, names.get(&p.category_id).map(String::as_str).unwrap_or_default()))
-        .collect();
+    let data: Vec<ProductOut> =
+        rows.iter().map(|p| product_out(&state, p, category_name(&names, p.category_id))).collect();
     let body = to_bytes(&Page::new(data, &page, total))?;
     cache.put(generation, key, body.clone());
     Ok(json_bytes(body))
@@ -586,7 +591,7 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     }
     let p = load_product(&state.db, id).await?;
     let names = category_names(&state.db, [p.category_id]).await?;
-    let body = to_bytes(&product_out(&state, &p, names.get(&p.category_id).map(String::as_str).unwrap_or_default()))?;
+    let body = to_bytes(&product_out(&state, &p, category_name(&names, p.category_id)))?;
     cache.put(generation, key, body.clone());
     Ok(json_bytes(body))
 }
@@ -736,7 +741,7 @@ async fn patch_product(
     let names = category_names(&txn, [p.category_id]).await?;
     txn.commit().await?;
     state.shop.cache.invalidate(state.redis.as_ref()).await;
-    Ok(Json(product_out(&state, &p, names.get(&p.category_id).map(String::as_str).unwrap_or_default())))
+    Ok(Json(product_out(&state, &p, category_name(&names, p.category_id))))
 }
 
 /// Deletes a product (soft: orders that contain it keep their items). ADMIN, or its vendor.

@@ -54,6 +54,11 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// GET `url` with a bearer token and read the JSON body.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 /// Starts `mash serve` and collects its stdout lines on a channel.
 fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, mpsc::Receiver<String>) {
     let mut child = mash(dir, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
@@ -278,48 +283,18 @@ async fn seed_is_idempotent_and_its_admin_can_sign_in() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["user"]["role"], "ADMIN");
     let token = body["accessToken"].as_str().unwrap().to_string();
-    let list: serde_json::Value = client
-        .get(format!("http://{addr}/api/v1/users?role=ADMIN"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&client, &format!("http://{addr}/api/v1/users?role=ADMIN"), &token).await;
     assert_eq!(list["meta"]["total"], 1, "{list}");
-    let demo: serde_json::Value = client
-        .get(format!("http://{addr}/api/v1/users?search=demo.mash.local"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let demo = get_json(&client, &format!("http://{addr}/api/v1/users?search=demo.mash.local"), &token).await;
     assert_eq!(demo["meta"]["total"], 3, "{demo}");
 
     // The demo greenhouse: four devices, each with a day of readings, and working tokens.
-    let devices: serde_json::Value = client
-        .get(format!("http://{addr}/api/v1/devices"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let devices = get_json(&client, &format!("http://{addr}/api/v1/devices"), &token).await;
     assert_eq!(devices["meta"]["total"], 4, "{devices}");
     let id = devices["data"][0]["id"].as_str().unwrap();
-    let history: serde_json::Value = client
-        .get(format!("http://{addr}/api/v1/devices/{id}/telemetry?metric=temperature&bucket=1h"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history =
+        get_json(&client, &format!("http://{addr}/api/v1/devices/{id}/telemetry?metric=temperature&bucket=1h"), &token)
+            .await;
     assert!(history["points"].as_array().unwrap().len() >= 24, "a day of hourly points: {history}");
     let me = client
         .get(format!("http://{addr}/api/v1/devices/me"))
