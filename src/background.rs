@@ -7,10 +7,12 @@ use crate::state::AppState;
 /// Starts every background task of the process; the caller aborts them at shutdown.
 pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = crate::auth::revocation::spawn_background(state);
-    tasks.push(crate::mail::spawn_delivery(state.clone()));
-    tasks.push(crate::telemetry::maintenance::spawn(state.clone()));
     tasks.extend(crate::telemetry::mqtt::spawn(state));
     tasks.extend(crate::shop::spawn_background(state));
+    tasks.extend(crate::alerts::spawn_background(state));
+    if state.config.jobs.concurrency > 0 {
+        tasks.extend(spawn_workers(state));
+    }
     let pruned = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -19,5 +21,14 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
             pruned.auth.abuse.prune();
         }
     }));
+    tasks
+}
+
+/// The job workers, the schedule of periodic jobs and the queue gauges (`mash worker` runs
+/// only these).
+pub fn spawn_workers(state: &AppState) -> Vec<JoinHandle<()>> {
+    let mut tasks = crate::jobs::worker::spawn(state);
+    tasks.push(crate::jobs::schedule::spawn(state));
+    tasks.push(crate::jobs::worker::spawn_gauges(state));
     tasks
 }

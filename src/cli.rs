@@ -14,8 +14,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP API (the default).
+    /// Run the HTTP API, and the job workers unless JOB_CONCURRENCY=0 (the default command).
     Serve,
+    /// Run only the job workers and the schedule of periodic jobs (no HTTP).
+    Worker,
     /// Apply, roll back or list schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -71,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(database = ?config.database.url, "starting");
             Application::build(config).await?.run().await
         }
+        Command::Worker => worker(config).await,
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Seed { demo, products, categories } => {
             let db = crate::db::connect(&config.database).await?;
@@ -85,6 +88,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi => unreachable!("handled above"),
     }
+}
+
+/// `mash worker`: the queue's workers without the API, until SIGTERM or SIGINT. Jobs in flight
+/// at shutdown are abandoned and, their lease expiring, retried elsewhere: runs are idempotent.
+async fn worker(mut config: Config) -> anyhow::Result<()> {
+    if config.jobs.concurrency == 0 {
+        config.jobs.concurrency = 4;
+    }
+    let db = crate::db::connect(&config.database).await?;
+    if config.auto_migrate {
+        Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+    }
+    let concurrency = config.jobs.concurrency;
+    let state = crate::AppState::new(config, db)?;
+    let tasks = crate::background::spawn_workers(&state);
+    tracing::info!(concurrency, "job workers running");
+    crate::startup::shutdown_signal().await;
+    for task in tasks {
+        task.abort();
+    }
+    state.db.clone().close().await.ok();
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {

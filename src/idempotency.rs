@@ -226,3 +226,19 @@ pub async fn prune<C: ConnectionTrait>(db: &C, ttl: std::time::Duration) -> Resu
     let res = entity::Entity::delete_many().filter(entity::Column::CreatedAt.lt(cutoff(ttl))).exec(db).await?;
     Ok(res.rows_affected)
 }
+
+/// The periodic job that removes expired keys (every 10 minutes, once across instances).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PruneIdempotencyKeys {}
+
+impl crate::jobs::BackgroundJob for PruneIdempotencyKeys {
+    const NAME: &'static str = "prune_idempotency_keys";
+
+    async fn run(&self, state: &crate::state::AppState) -> anyhow::Result<()> {
+        let pruned = prune(&state.db, state.config.shop.idempotency_ttl).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "expired idempotency keys removed");
+        }
+        Ok(())
+    }
+}

@@ -1,16 +1,20 @@
 //! Mash: the greenhouse platform backend. See `docs/architecture.md` for the map.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod greenhouse;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod jobs;
 pub mod logging;
 pub mod mail;
 pub mod metrics;

@@ -40,6 +40,57 @@ pub struct Metrics {
     pub orders_created: Counter,
     /// Payment webhook events, by provider and outcome (`applied`, `duplicate`, `ignored`, `bad_signature`).
     pub payment_webhooks: Family<WebhookLabels, Counter>,
+    /// Time from a job becoming due to a worker starting it, by job type.
+    pub job_wait: HistogramFamily<JobLabels>,
+    /// Time a run took, by job type.
+    pub job_duration: HistogramFamily<JobLabels>,
+    /// Runs finished, by job type and outcome (`success`, `retry`, `dead`).
+    pub jobs_finished: Family<JobOutcome, Counter>,
+    /// Queue gauges by job type, refreshed every few seconds.
+    pub jobs_queued: Family<JobTypeLabels, Gauge>,
+    pub jobs_running: Family<JobTypeLabels, Gauge>,
+    pub jobs_failed: Family<JobTypeLabels, Gauge>,
+    pub jobs_dead: Family<JobTypeLabels, Gauge>,
+    /// Every queued job, all types.
+    pub job_queue_depth: Gauge,
+    /// Alert changes, by kind of change.
+    pub alert_changes: Family<ChangeLabels, Counter>,
+    /// From the 202 of the telemetry batch that caused an alert change to its realtime event.
+    pub alert_event_latency: Histogram,
+    /// Notification attempts, by channel and status.
+    pub notifications: Family<NotificationLabels, Counter>,
+}
+
+/// A job type (static: the registry's names).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub job: &'static str,
+}
+
+/// A job type read back from the database.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobTypeLabels {
+    pub job: String,
+}
+
+/// A finished run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobOutcome {
+    pub job: &'static str,
+    pub outcome: &'static str,
+}
+
+/// An alert change (`created`, `updated`, `acknowledged`, `resolved`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    pub change: &'static str,
+}
+
+/// A notification attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub channel: &'static str,
+    pub status: &'static str,
 }
 
 /// A payment webhook's provider and what became of it.
@@ -108,7 +159,48 @@ impl Metrics {
             "Payment webhook events received, by provider and outcome",
             payment_webhooks.clone(),
         );
+        let job_wait: HistogramFamily<JobLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "job_wait_seconds",
+            "Time from a job becoming due to its start, by job type",
+            job_wait.clone(),
+        );
+        let job_duration: HistogramFamily<JobLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register("job_duration_seconds", "Time a job run took, by job type", job_duration.clone());
+        let jobs_finished = Family::<JobOutcome, Counter>::default();
+        registry.register("jobs_finished", "Job runs finished, by job type and outcome", jobs_finished.clone());
+        let jobs_queued = Family::<JobTypeLabels, Gauge>::default();
+        registry.register("jobs_queued", "Jobs waiting to run (retries included), by job type", jobs_queued.clone());
+        let jobs_running = Family::<JobTypeLabels, Gauge>::default();
+        registry.register("jobs_running", "Jobs leased to a worker, by job type", jobs_running.clone());
+        let jobs_failed = Family::<JobTypeLabels, Gauge>::default();
+        registry.register("jobs_failed", "Jobs queued again after a failed attempt, by job type", jobs_failed.clone());
+        let jobs_dead = Family::<JobTypeLabels, Gauge>::default();
+        registry.register("jobs_dead", "Dead-lettered jobs, by job type", jobs_dead.clone());
+        let job_queue_depth = Gauge::default();
+        registry.register("job_queue_depth", "Jobs waiting to run, all types", job_queue_depth.clone());
+        let alert_changes = Family::<ChangeLabels, Counter>::default();
+        registry.register("alert_changes", "Alert changes, by change", alert_changes.clone());
+        let alert_event_latency = latency_histogram();
+        registry.register(
+            "alert_event_latency_seconds",
+            "From the 202 of the telemetry batch behind an alert change to its realtime event",
+            alert_event_latency.clone(),
+        );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register("notifications", "Notification attempts, by channel and status", notifications.clone());
         Arc::new(Self {
+            job_wait,
+            job_duration,
+            jobs_finished,
+            jobs_queued,
+            jobs_running,
+            jobs_failed,
+            jobs_dead,
+            job_queue_depth,
+            alert_changes,
+            alert_event_latency,
+            notifications,
             orders_created,
             payment_webhooks,
             registry,
@@ -119,6 +211,23 @@ impl Metrics {
             telemetry_duplicates,
             telemetry_rejected,
         })
+    }
+
+    /// Sets the queue gauges from fresh counts (types no longer present go to zero).
+    pub fn set_job_gauges(&self, counts: &[(String, crate::jobs::queue::Counts)]) {
+        for family in [&self.jobs_queued, &self.jobs_running, &self.jobs_failed, &self.jobs_dead] {
+            family.clear();
+        }
+        let mut depth = 0;
+        for (job, c) in counts {
+            let labels = JobTypeLabels { job: job.clone() };
+            self.jobs_queued.get_or_create(&labels).set(c.queued);
+            self.jobs_running.get_or_create(&labels).set(c.running);
+            self.jobs_failed.get_or_create(&labels).set(c.failed);
+            self.jobs_dead.get_or_create(&labels).set(c.dead);
+            depth += c.queued;
+        }
+        self.job_queue_depth.set(depth);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -112,7 +112,7 @@ async fn demo_greenhouse(db: &DatabaseConnection) -> anyhow::Result<Vec<String>>
     let partitions = crate::telemetry::store::Partitions::default();
     let total = readings.len();
     for chunk in readings.chunks_mut(crate::telemetry::batch::MAX_BATCH) {
-        crate::telemetry::store::insert(db, &partitions, chunk).await?;
+        crate::telemetry::store::insert(db, &partitions, chunk, &[]).await?;
     }
     report.push(format!("telemetry: {total} readings over the last 24 hours"));
     Ok(report)

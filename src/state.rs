@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
 use crate::{
-    auth::AuthState, config::Config, greenhouse::GreenhouseState, metrics::Metrics, shop::ShopState,
-    telemetry::TelemetryState,
+    alerts::AlertsState, auth::AuthState, clock::Clock, config::Config, events::Events, greenhouse::GreenhouseState,
+    jobs::JobsState, mail, metrics::Metrics, shop::ShopState, telemetry::TelemetryState,
 };
 
 /// Everything handlers share. An `Arc` inside, so cloning is a reference count.
@@ -20,8 +20,14 @@ pub struct Inner {
     pub redis: Option<Redis>,
     pub metrics: Arc<Metrics>,
     pub auth: AuthState,
-    /// Wakes the mail delivery task when a transaction queued mail.
-    pub mail_queued: tokio::sync::Notify,
+    /// Where `send_email` jobs deliver.
+    pub mailer: mail::Transport,
+    /// Time, as everything that decides by time reads it (tests move it).
+    pub clock: Clock,
+    pub jobs: JobsState,
+    pub alerts: AlertsState,
+    /// Realtime events, published in process.
+    pub events: Events,
     pub greenhouse: GreenhouseState,
     pub telemetry: TelemetryState,
     pub shop: ShopState,
@@ -44,12 +50,16 @@ impl AppState {
         let greenhouse = GreenhouseState::new(config.telemetry.offline_after);
         let shop = ShopState::new(&config)?;
         Ok(Self(Arc::new(Inner {
+            mailer: mail::Transport::from_config(&config)?,
+            clock: Clock::default(),
+            jobs: JobsState::default(),
+            alerts: AlertsState::new(&config)?,
+            events: Events::default(),
             config,
             db,
             redis,
             metrics: Metrics::new(),
             auth,
-            mail_queued: tokio::sync::Notify::new(),
             greenhouse,
             telemetry: TelemetryState::default(),
             shop,

@@ -155,7 +155,7 @@ async fn forgot(
         )
         .await?;
         txn.commit().await?;
-        state.mail_queued.notify_one();
+        state.jobs.wake();
     }
     Ok(StatusCode::ACCEPTED)
 }
@@ -246,6 +246,6 @@ async fn resend_verification(
     let txn = crate::db::begin_write(&state.db).await?;
     issue(&txn, &state, &u, Purpose::EmailVerify).await?;
     txn.commit().await?;
-    state.mail_queued.notify_one();
+    state.jobs.wake();
     Ok(StatusCode::ACCEPTED)
 }

@@ -1,5 +1,5 @@
 //! Identity tables other than `users`: login devices, sessions, refresh tokens, MFA state,
-//! single-use email tokens and the mail outbox.
+//! and single-use email tokens.
 
 macro_rules! entity {
     ($module:ident, $table:literal, { $($field:ident : $ty:ty),* $(,)? }) => {
@@ -74,15 +74,4 @@ entity!(one_time_token, "one_time_tokens", {
     created_at: DateTimeUtc,
     expires_at: DateTimeUtc,
     used_at: Option<DateTimeUtc>,
-});
-
-entity!(email_outbox, "email_outbox", {
-    to_address: String,
-    subject: String,
-    body_text: String,
-    attempts: i32,
-    last_error: Option<String>,
-    next_attempt_at: DateTimeUtc,
-    sent_at: Option<DateTimeUtc>,
-    created_at: DateTimeUtc,
 });

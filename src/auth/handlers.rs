@@ -115,7 +115,7 @@ async fn register(
     let u = user::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| anyhow::anyhow!("user vanished"))?;
     super::email::queue_verification(&txn, &state, &u).await?;
     txn.commit().await?;
-    state.mail_queued.notify_one();
+    state.jobs.wake();
     let device = DeviceInfo { device_id: input.device_id, device_name: input.device_name };
     let tokens = sessions::start(&state, &u, &device, &client, "register").await?;
     Ok((StatusCode::CREATED, Json(AuthOut { user: UserOut::from(&u), tokens })))

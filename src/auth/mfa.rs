@@ -74,7 +74,7 @@ impl SecretBox {
         Ok(Self(cipher))
     }
 
-    fn seal(&self, user_id: Uuid, plain: &[u8]) -> Result<String, AppError> {
+    pub(crate) fn seal(&self, user_id: Uuid, plain: &[u8]) -> Result<String, AppError> {
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let sealed = self
@@ -84,7 +84,7 @@ impl SecretBox {
         Ok(STANDARD.encode([nonce.as_slice(), &sealed].concat()))
     }
 
-    fn open(&self, user_id: Uuid, sealed: &str) -> Result<Vec<u8>, AppError> {
+    pub(crate) fn open(&self, user_id: Uuid, sealed: &str) -> Result<Vec<u8>, AppError> {
         let raw = STANDARD.decode(sealed).map_err(|e| AppError::Internal(e.into()))?;
         if raw.len() < 12 {
             return Err(AppError::Internal(anyhow::anyhow!("sealed MFA secret too short")));

@@ -31,7 +31,9 @@ pub const API_PREFIX: &str = "/api/v1";
         (name = "mqtt", description = "HTTP auth/ACL hooks for the MQTT broker (shared-secret protected)"),
         (name = "shop", description = "Catalogue: categories and products (reading needs no token)"),
         (name = "orders", description = "Orders: stock taken at order time, never oversold; `Idempotency-Key`"),
-        (name = "payments", description = "Payments through the configured provider, and provider webhooks")
+        (name = "payments", description = "Payments through the configured provider, and provider webhooks"),
+        (name = "alerts", description = "Alert rules over telemetry, alerts, push targets and grower alert webhooks"),
+        (name = "admin", description = "Operator views: the job queue")
     )
 )]
 struct ApiDoc;
@@ -69,7 +71,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(crate::users::router())
         .merge(crate::greenhouse::router())
         .merge(crate::telemetry::router())
-        .merge(crate::shop::router());
+        .merge(crate::shop::router())
+        .merge(crate::alerts::router())
+        .merge(crate::jobs::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::router())
         .merge(crate::auth::well_known())

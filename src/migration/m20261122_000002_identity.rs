@@ -138,6 +138,36 @@ fn fk_user(table: impl IntoIden, col: impl IntoIden) -> ForeignKeyCreateStatemen
     ForeignKey::create().from(table, col).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
+/// The mail outbox of identity; its successor migration moves mail onto the job queue and drops
+/// it, and recreates it on the way down.
+pub(super) async fn create_email_outbox(m: &SchemaManager<'_>) -> Result<(), DbErr> {
+    m.create_table(
+        Table::create()
+            .table(EmailOutbox::Table)
+            .col(uuid(EmailOutbox::Id).primary_key())
+            .col(string_len(EmailOutbox::ToAddress, 320))
+            .col(string_len(EmailOutbox::Subject, 255))
+            .col(text(EmailOutbox::BodyText))
+            .col(integer(EmailOutbox::Attempts).default(0))
+            .col(text_null(EmailOutbox::LastError))
+            .col(timestamp_with_time_zone(EmailOutbox::NextAttemptAt).default(Expr::current_timestamp()))
+            .col(timestamp_with_time_zone_null(EmailOutbox::SentAt))
+            .col(timestamp_with_time_zone(EmailOutbox::CreatedAt).default(Expr::current_timestamp()))
+            .to_owned(),
+    )
+    .await?;
+    m.create_index(
+        Index::create()
+            .name("idx_email_outbox_pending")
+            .table(EmailOutbox::Table)
+            .col(EmailOutbox::SentAt)
+            .col(EmailOutbox::NextAttemptAt)
+            .to_owned(),
+    )
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -370,30 +400,7 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
-        m.create_table(
-            Table::create()
-                .table(EmailOutbox::Table)
-                .col(uuid(EmailOutbox::Id).primary_key())
-                .col(string_len(EmailOutbox::ToAddress, 320))
-                .col(string_len(EmailOutbox::Subject, 255))
-                .col(text(EmailOutbox::BodyText))
-                .col(integer(EmailOutbox::Attempts).default(0))
-                .col(text_null(EmailOutbox::LastError))
-                .col(timestamp_with_time_zone(EmailOutbox::NextAttemptAt).default(Expr::current_timestamp()))
-                .col(timestamp_with_time_zone_null(EmailOutbox::SentAt))
-                .col(timestamp_with_time_zone(EmailOutbox::CreatedAt).default(Expr::current_timestamp()))
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("idx_email_outbox_pending")
-                .table(EmailOutbox::Table)
-                .col(EmailOutbox::SentAt)
-                .col(EmailOutbox::NextAttemptAt)
-                .to_owned(),
-        )
-        .await?;
+        create_email_outbox(m).await?;
         Ok(())
     }
 

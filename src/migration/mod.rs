@@ -7,6 +7,7 @@ mod m20261122_000001_core;
 mod m20261122_000002_identity;
 mod m20261122_000003_greenhouse;
 mod m20261122_000004_shop;
+mod m20261123_000005_jobs_alerts;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_identity::Migration),
             Box::new(m20261122_000003_greenhouse::Migration),
             Box::new(m20261122_000004_shop::Migration),
+            Box::new(m20261123_000005_jobs_alerts::Migration),
         ]
     }
 }

@@ -44,18 +44,5 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             crate::pubsub::Heard::Message(payload) => cache.on_message(payload),
         }));
     }
-    let s = state.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match crate::idempotency::prune(&s.db, s.config.shop.idempotency_ttl).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "expired idempotency keys removed"),
-                Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
-            }
-        }
-    }));
     tasks
 }

@@ -1,12 +1,12 @@
-//! The telemetry maintenance task: creates the next days' partitions ahead of time
-//! (PostgreSQL) and applies `TELEMETRY_RETENTION_DAYS`. It runs at start and then every
-//! `TELEMETRY_MAINTENANCE_SECS`; every step is idempotent, so several instances may run it.
+//! Telemetry maintenance: creates the next days' partitions ahead of time (PostgreSQL) and
+//! applies `TELEMETRY_RETENTION_DAYS`. A periodic job on the queue, run soon after the first
+//! start and then every `TELEMETRY_MAINTENANCE_SECS`, once across instances; every step is
+//! idempotent all the same.
 
 use std::collections::HashSet;
 
 use chrono::{Duration, NaiveDate, Utc};
 use sea_orm::DatabaseBackend;
-use tokio::task::JoinHandle;
 
 use crate::state::AppState;
 
@@ -28,15 +28,15 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn spawn(state: AppState) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.config.telemetry.maintenance_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = run_once(&state).await {
-                tracing::warn!(error = %e, "telemetry maintenance failed; will retry at the next round");
-            }
-        }
-    })
+/// The periodic job (every `TELEMETRY_MAINTENANCE_SECS`, once across instances).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct TelemetryMaintenance {}
+
+impl crate::jobs::BackgroundJob for TelemetryMaintenance {
+    const NAME: &'static str = "telemetry_maintenance";
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        run_once(state).await
+    }
 }

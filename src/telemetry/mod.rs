@@ -120,7 +120,12 @@ pub async fn ingest(
     mut readings: Vec<store::Reading>,
 ) -> Result<BatchOut, AppError> {
     let total = readings.len() as u64;
-    let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings).await?;
+    // Readings some alert rule watches are evaluated by a job that commits with the batch.
+    let jobs = crate::alerts::watched(state, &readings, Utc::now()).await?;
+    let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
+    if !jobs.is_empty() {
+        state.jobs.wake();
+    }
     let duplicates = total - accepted;
     state.metrics.telemetry_ingested.get_or_create(&SourceLabels { source }).inc_by(accepted);
     state.metrics.telemetry_duplicates.get_or_create(&SourceLabels { source }).inc_by(duplicates);

@@ -21,6 +21,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::jobs::NewJob;
+
 /// One validated reading. `ts` is already truncated to microseconds (both backends keep that).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
@@ -58,16 +60,21 @@ fn latest_per_key(sorted: &[Reading]) -> Vec<&Reading> {
 
 /// Stores a batch and updates the live state; returns how many readings were new.
 /// Readings already stored (same device, metric and ts) are skipped, and an older reading never
-/// replaces a newer live value.
-pub async fn insert(db: &DatabaseConnection, partitions: &Partitions, readings: &mut [Reading]) -> Result<u64, DbErr> {
+/// replaces a newer live value. `jobs` (rule evaluations of this batch) commit with it.
+pub async fn insert(
+    db: &DatabaseConnection,
+    partitions: &Partitions,
+    readings: &mut [Reading],
+    jobs: &[NewJob],
+) -> Result<u64, DbErr> {
     if readings.is_empty() {
         return Ok(0);
     }
     // One lock order for every writer, so concurrent batches touching the same keys cannot deadlock.
     readings.sort_by(|a, b| (a.device_id, &a.metric, a.ts).cmp(&(b.device_id, &b.metric, b.ts)));
     match db.get_database_backend() {
-        DatabaseBackend::Postgres => insert_pg(db, partitions, readings).await,
-        _ => insert_sqlite(db, readings).await,
+        DatabaseBackend::Postgres => insert_pg(db, partitions, readings, jobs).await,
+        _ => insert_sqlite(db, readings, jobs).await,
     }
 }
 
@@ -85,12 +92,17 @@ WITH ins AS (
 )
 SELECT count(*) FROM ins";
 
-async fn insert_pg(db: &DatabaseConnection, partitions: &Partitions, readings: &[Reading]) -> Result<u64, DbErr> {
+async fn insert_pg(
+    db: &DatabaseConnection,
+    partitions: &Partitions,
+    readings: &[Reading],
+    jobs: &[NewJob],
+) -> Result<u64, DbErr> {
     let pool = db.get_postgres_connection_pool();
     let days: HashSet<NaiveDate> = readings.iter().map(|r| r.ts.date_naive()).collect();
     partitions.ensure(pool, &days).await?;
     let latest = latest_per_key(readings);
-    let run = || {
+    let query = || {
         sqlx::query_scalar::<_, i64>(PG_INSERT)
             .bind(readings.iter().map(|r| r.device_id).collect::<Vec<_>>())
             .bind(readings.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>())
@@ -100,7 +112,19 @@ async fn insert_pg(db: &DatabaseConnection, partitions: &Partitions, readings: &
             .bind(latest.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>())
             .bind(latest.iter().map(|r| r.ts).collect::<Vec<_>>())
             .bind(latest.iter().map(|r| r.value).collect::<Vec<_>>())
-            .fetch_one(pool)
+    };
+    // Without jobs the batch is one autocommit statement; with them, one transaction.
+    let run = async || -> Result<i64, sqlx::Error> {
+        if jobs.is_empty() {
+            return query().fetch_one(pool).await;
+        }
+        let mut tx = pool.begin().await?;
+        let n = query().fetch_one(&mut *tx).await?;
+        for job in jobs {
+            job.insert_pg(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     };
     match run().await {
         Ok(n) => Ok(n as u64),
@@ -126,7 +150,7 @@ fn values_sql(head: &str, rows: usize, tail: &str) -> String {
     sql
 }
 
-async fn insert_sqlite(db: &DatabaseConnection, readings: &[Reading]) -> Result<u64, DbErr> {
+async fn insert_sqlite(db: &DatabaseConnection, readings: &[Reading], jobs: &[NewJob]) -> Result<u64, DbErr> {
     let pool = db.get_sqlite_connection_pool();
     let latest = latest_per_key(readings);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
@@ -151,6 +175,9 @@ async fn insert_sqlite(db: &DatabaseConnection, readings: &[Reading]) -> Result<
         q = q.bind(r.device_id).bind(r.metric.as_str()).bind(r.ts.timestamp_micros()).bind(r.value);
     }
     q.execute(&mut *tx).await.map_err(db_err)?;
+    for job in jobs {
+        job.insert_sqlite(&mut tx).await.map_err(db_err)?;
+    }
     tx.commit().await.map_err(db_err)?;
     Ok(accepted)
 }
@@ -176,6 +203,43 @@ pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(Str
             Ok(rows.into_iter().map(|(m, v, ts)| (m, v, from_micros(ts))).collect())
         }
     }
+}
+
+/// The time of the latest reading of `metric` for each of `devices` that has one.
+pub async fn latest_of_metric(
+    db: &DatabaseConnection,
+    devices: &[Uuid],
+    metric: &str,
+) -> Result<std::collections::HashMap<Uuid, DateTime<Utc>>, DbErr> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in devices.chunks(500) {
+        match db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let rows = sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(
+                    "SELECT device_id, ts FROM device_state WHERE metric = $1 AND device_id = ANY($2)",
+                )
+                .bind(metric)
+                .bind(chunk)
+                .fetch_all(db.get_postgres_connection_pool())
+                .await
+                .map_err(db_err)?;
+                out.extend(rows);
+            }
+            _ => {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let sql = format!(
+                    "SELECT device_id, ts FROM device_state WHERE metric = ? AND device_id IN ({placeholders})"
+                );
+                let mut q = sqlx::query_as::<_, (Uuid, i64)>(AssertSqlSafe(sql)).bind(metric);
+                for d in chunk {
+                    q = q.bind(*d);
+                }
+                let rows = q.fetch_all(db.get_sqlite_connection_pool()).await.map_err(db_err)?;
+                out.extend(rows.into_iter().map(|(d, ts)| (d, from_micros(ts))));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// How the readings of one bucket become one value.

@@ -28,6 +28,12 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("request failed")
     }
 
+    /// Runs every job that is due now (by the app's clock) until none is left; returns the
+    /// number of runs. Start the app with `JOB_CONCURRENCY=0` so no worker races the test.
+    pub async fn run_jobs(&self) -> usize {
+        mash::jobs::run_pending(&self.state).await.expect("running due jobs")
+    }
+
     /// Asks the server to stop (as SIGTERM would) and returns its task.
     pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         if let Some(tx) = self.shutdown.take() {

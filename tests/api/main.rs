@@ -1,6 +1,7 @@
 //! The one integration test binary. Each test starts the real application against a fresh
 //! database: SQLite by default, PostgreSQL when `MASH_TEST_DATABASE_URL` is set.
 
+mod alerts;
 mod auth;
 mod binary;
 mod conventions;

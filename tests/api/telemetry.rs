@@ -1214,7 +1214,7 @@ async fn retention_removes_readings_older_than_the_configured_days_and_keeps_the
         at(Duration::minutes(5), "h"),
     ];
     let partitions = mash::telemetry::store::Partitions::default();
-    mash::telemetry::store::insert(&app.state.db, &partitions, &mut rows).await.unwrap();
+    mash::telemetry::store::insert(&app.state.db, &partitions, &mut rows, &[]).await.unwrap();
     assert_eq!(stored_count(&app, s.device.id).await, 5);
     let old_day = format!("sensor_readings_p{}", (now - Duration::days(5)).format("%Y%m%d"));
     if app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {

@@ -1,0 +1,316 @@
+//! Rule evaluation as plain functions over a rule and its per-device state, so every kind can
+//! be tested without a database.
+//!
+//! Time is the readings' own timestamps (a gateway that uploads a buffered hour evaluates as
+//! that hour happened); only `stale` compares with the clock. Readings at or before the last
+//! one evaluated for a (rule, device) are skipped, which makes a retried evaluation and a
+//! resent batch harmless.
+//!
+//! - **threshold**: the value against `op` (`gt`/`lt` `threshold`, or `outside` `low..high`).
+//! - **rate**: the change per minute since the previous reading, against the same `op`.
+//! - **anomaly**: the value against an exponentially weighted mean and variance of the
+//!   device's metric (weight `alpha`, default 0.1): it fires when `|x - mean| > k·σ`, with
+//!   `k = threshold` (default 3), after `warmupSamples` readings (default 20). Each reading is
+//!   compared with the baseline *before* it is folded in.
+//! - **stale**: no reading for `forSeconds` (checked periodically); a reading clears it.
+//!
+//! For threshold, rate and anomaly, `forSeconds` is how long the condition must hold: the
+//! rule fires on the first breaching reading at least that long after the first breaching
+//! reading of the streak; any reading that does not breach ends the streak (and clears).
+
+use chrono::{DateTime, Utc};
+
+/// What a rule watches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Threshold,
+    Rate,
+    Stale,
+    Anomaly,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Threshold => "threshold",
+            Kind::Rate => "rate",
+            Kind::Stale => "stale",
+            Kind::Anomaly => "anomaly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "threshold" => Some(Kind::Threshold),
+            "rate" => Some(Kind::Rate),
+            "stale" => Some(Kind::Stale),
+            "anomaly" => Some(Kind::Anomaly),
+            _ => None,
+        }
+    }
+}
+
+/// How a value is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Gt,
+    Lt,
+    Outside,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Gt => "gt",
+            Op::Lt => "lt",
+            Op::Outside => "outside",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gt" => Some(Op::Gt),
+            "lt" => Some(Op::Lt),
+            "outside" => Some(Op::Outside),
+            _ => None,
+        }
+    }
+}
+
+pub const DEFAULT_ALPHA: f64 = 0.1;
+pub const DEFAULT_WARMUP: i64 = 20;
+pub const DEFAULT_K: f64 = 3.0;
+
+/// A rule, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub kind: Kind,
+    pub metric: String,
+    pub op: Option<Op>,
+    pub threshold: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub for_seconds: i64,
+    pub alpha: f64,
+    pub warmup: i64,
+}
+
+impl Rule {
+    pub fn from_model(m: &super::entity::rule::Model) -> Option<Self> {
+        Some(Self {
+            kind: Kind::parse(&m.kind)?,
+            metric: m.metric.clone(),
+            op: m.op.as_deref().and_then(Op::parse),
+            threshold: m.threshold,
+            low: m.low,
+            high: m.high,
+            for_seconds: i64::from(m.for_seconds.max(0)),
+            alpha: m.alpha.unwrap_or(DEFAULT_ALPHA),
+            warmup: m.warmup_samples.map_or(DEFAULT_WARMUP, i64::from),
+        })
+    }
+
+    fn breaches(&self, x: f64) -> bool {
+        match self.op {
+            Some(Op::Gt) => self.threshold.is_some_and(|t| x > t),
+            Some(Op::Lt) => self.threshold.is_some_and(|t| x < t),
+            Some(Op::Outside) => self.low.is_some_and(|l| x < l) || self.high.is_some_and(|h| x > h),
+            None => false,
+        }
+    }
+
+    fn bound(&self) -> String {
+        match self.op {
+            Some(Op::Gt) => format!("above {}", self.threshold.unwrap_or_default()),
+            Some(Op::Lt) => format!("below {}", self.threshold.unwrap_or_default()),
+            _ => format!("outside {}..{}", self.low.unwrap_or_default(), self.high.unwrap_or_default()),
+        }
+    }
+}
+
+/// The evaluation state of one (rule, device).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub breach_since: Option<DateTime<Utc>>,
+    pub last_ts: Option<DateTime<Utc>>,
+    pub last_value: Option<f64>,
+    pub mean: f64,
+    pub variance: f64,
+    pub samples: i64,
+}
+
+/// What one reading (or one stale check) means for the alert of a (rule, device).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The condition holds (long enough): open the alert, or update the open one.
+    Fire { value: f64, message: String },
+    /// The condition does not hold: resolve an open alert (when the rule auto-resolves).
+    Clear,
+    /// Nothing to say yet (warming up, first reading of a rate, within `forSeconds`, or an old reading).
+    Nothing,
+}
+
+/// Folds `x` into an exponentially weighted mean and variance (Finch, "Incremental calculation
+/// of weighted mean and variance", 2009).
+pub fn ewma_update(mean: f64, variance: f64, samples: i64, alpha: f64, x: f64) -> (f64, f64) {
+    if samples == 0 {
+        return (x, 0.0);
+    }
+    let diff = x - mean;
+    let incr = alpha * diff;
+    (mean + incr, (1.0 - alpha) * (variance + diff * incr))
+}
+
+/// Evaluates one reading.
+pub fn step(rule: &Rule, st: &mut State, ts: DateTime<Utc>, value: f64) -> Outcome {
+    if st.last_ts.is_some_and(|last| ts <= last) {
+        return Outcome::Nothing;
+    }
+    let previous = st.last_ts.zip(st.last_value);
+    st.last_ts = Some(ts);
+    st.last_value = Some(value);
+    // `Some((breached, observed, message))` when the rule could judge this reading.
+    let judged: Option<(bool, String)> = match rule.kind {
+        Kind::Stale => {
+            st.breach_since = None;
+            return Outcome::Clear;
+        }
+        Kind::Threshold => Some((rule.breaches(value), format!("{} is {} ({})", rule.metric, value, rule.bound()))),
+        Kind::Rate => previous.and_then(|(t0, v0)| {
+            let minutes = (ts - t0).num_microseconds()? as f64 / 60e6;
+            (minutes > 0.0).then(|| {
+                let rate = (value - v0) / minutes;
+                (
+                    rule.breaches(rate),
+                    format!("{} changes by {:.4}/min ({} per minute)", rule.metric, rate, rule.bound()),
+                )
+            })
+        }),
+        Kind::Anomaly => {
+            let k = rule.threshold.unwrap_or(DEFAULT_K);
+            let judged = (st.samples >= rule.warmup).then(|| {
+                let sd = st.variance.max(0.0).sqrt();
+                let deviation = (value - st.mean).abs();
+                let breached = sd > 0.0 && deviation > k * sd;
+                let sigmas = if sd > 0.0 { deviation / sd } else { 0.0 };
+                (
+                    breached,
+                    format!(
+                        "{} is {}, {:.1}σ from its usual {:.4} (limit {}σ)",
+                        rule.metric, value, sigmas, st.mean, k
+                    ),
+                )
+            });
+            let (mean, variance) = ewma_update(st.mean, st.variance, st.samples, rule.alpha, value);
+            st.mean = mean;
+            st.variance = variance;
+            st.samples += 1;
+            judged
+        }
+    };
+    let Some((breached, message)) = judged else { return Outcome::Nothing };
+    if !breached {
+        st.breach_since = None;
+        return Outcome::Clear;
+    }
+    let since = *st.breach_since.get_or_insert(ts);
+    if (ts - since).num_seconds() >= rule.for_seconds {
+        let message =
+            if rule.for_seconds > 0 { format!("{message} for at least {} s", rule.for_seconds) } else { message };
+        Outcome::Fire { value, message }
+    } else {
+        Outcome::Nothing
+    }
+}
+
+/// A stale check: `last` is the latest reading (or when watching began), `now` the clock.
+pub fn stale(rule: &Rule, last: DateTime<Utc>, now: DateTime<Utc>) -> Outcome {
+    let age = (now - last).num_seconds();
+    if age >= rule.for_seconds {
+        Outcome::Fire {
+            value: age as f64,
+            message: format!("no {} reading for {} s (limit {} s)", rule.metric, age, rule.for_seconds),
+        }
+    } else {
+        Outcome::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn rule(kind: Kind, op: Option<Op>, threshold: Option<f64>, for_seconds: i64) -> Rule {
+        Rule {
+            kind,
+            metric: "temp".into(),
+            op,
+            threshold,
+            low: None,
+            high: None,
+            for_seconds,
+            alpha: DEFAULT_ALPHA,
+            warmup: DEFAULT_WARMUP,
+        }
+    }
+
+    #[test]
+    fn threshold_waits_for_seconds_and_a_normal_reading_ends_the_streak() {
+        let r = rule(Kind::Threshold, Some(Op::Gt), Some(30.0), 60);
+        let mut st = State::default();
+        assert_eq!(step(&r, &mut st, t(0), 31.0), Outcome::Nothing);
+        assert_eq!(step(&r, &mut st, t(59), 32.0), Outcome::Nothing);
+        assert!(matches!(step(&r, &mut st, t(60), 33.0), Outcome::Fire { value, .. } if value == 33.0));
+        assert_eq!(step(&r, &mut st, t(61), 20.0), Outcome::Clear);
+        // A new streak starts from zero.
+        assert_eq!(step(&r, &mut st, t(62), 31.0), Outcome::Nothing);
+        // Old or repeated readings are skipped.
+        assert_eq!(step(&r, &mut st, t(62), 99.0), Outcome::Nothing);
+        assert_eq!(step(&r, &mut st, t(10), 99.0), Outcome::Nothing);
+    }
+
+    #[test]
+    fn outside_and_lt_compare_as_documented() {
+        let mut r = rule(Kind::Threshold, Some(Op::Outside), None, 0);
+        r.low = Some(10.0);
+        r.high = Some(20.0);
+        let mut st = State::default();
+        assert!(matches!(step(&r, &mut st, t(0), 9.0), Outcome::Fire { .. }));
+        assert_eq!(step(&r, &mut st, t(1), 10.0), Outcome::Clear);
+        assert!(matches!(step(&r, &mut st, t(2), 20.5), Outcome::Fire { .. }));
+        let r = rule(Kind::Threshold, Some(Op::Lt), Some(5.0), 0);
+        assert!(matches!(step(&r, &mut State::default(), t(0), 4.9), Outcome::Fire { .. }));
+    }
+
+    #[test]
+    fn rate_is_change_per_minute() {
+        let r = rule(Kind::Rate, Some(Op::Gt), Some(2.0), 0);
+        let mut st = State::default();
+        assert_eq!(step(&r, &mut st, t(0), 10.0), Outcome::Nothing, "no rate from one reading");
+        assert_eq!(step(&r, &mut st, t(60), 11.5), Outcome::Clear, "1.5/min");
+        assert!(matches!(step(&r, &mut st, t(90), 13.0), Outcome::Fire { .. }), "3/min");
+    }
+
+    #[test]
+    fn ewma_matches_its_definition() {
+        let (m, v) = ewma_update(0.0, 0.0, 0, 0.5, 4.0);
+        assert_eq!((m, v), (4.0, 0.0));
+        let (m, v) = ewma_update(m, v, 1, 0.5, 8.0);
+        assert_eq!(m, 6.0);
+        assert_eq!(v, 0.5 * (0.0 + 4.0 * 2.0));
+    }
+
+    #[test]
+    fn stale_fires_after_for_seconds() {
+        let r = rule(Kind::Stale, None, None, 300);
+        assert_eq!(stale(&r, t(0), t(299)), Outcome::Nothing);
+        assert!(matches!(stale(&r, t(0), t(300)), Outcome::Fire { value, .. } if value == 300.0));
+        assert_eq!(step(&r, &mut State::default(), t(400), 1.0), Outcome::Clear);
+    }
+}

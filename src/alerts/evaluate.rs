@@ -1,0 +1,418 @@
+//! The evaluation jobs: `evaluate_readings` (enqueued by ingestion) and `check_stale`
+//! (periodic). Both change alerts the same way, in one transaction that holds the
+//! `alert_rule_states` rows of the (rule, device) pairs it touches: evaluations of one pair are
+//! serialised across workers and instances, state and alert changes commit together with
+//! their delivery jobs, and a retried run skips readings it already saw.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    Change,
+    engine::{self, Kind, Outcome},
+    entity::{alert, rule, rule_state},
+};
+use crate::{greenhouse::entity::device, jobs::BackgroundJob, state::AppState};
+
+/// A (rule, device).
+type Pair = (Uuid, Uuid);
+
+/// One reading to evaluate (`ts` in microseconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    #[serde(rename = "d")]
+    pub device_id: Uuid,
+    #[serde(rename = "m")]
+    pub metric: String,
+    #[serde(rename = "t")]
+    pub ts: i64,
+    #[serde(rename = "v")]
+    pub value: f64,
+}
+
+/// Readings of one grower that its rules watch, from one accepted batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluateReadings {
+    pub grower_id: Uuid,
+    pub readings: Vec<Item>,
+    /// When the batch was accepted (ms since the epoch), for `alert_event_latency_seconds`.
+    pub accepted_at_ms: i64,
+}
+
+impl BackgroundJob for EvaluateReadings {
+    const NAME: &'static str = "evaluate_readings";
+    const PRIORITY: i16 = 10;
+    const MAX_ATTEMPTS: i32 = 8;
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        let metrics: Vec<&str> = {
+            let mut m: Vec<&str> = self.readings.iter().map(|r| r.metric.as_str()).collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        };
+        let rules = rule::Entity::find()
+            .filter(rule::Column::GrowerId.eq(self.grower_id))
+            .filter(rule::Column::Enabled.eq(true))
+            .filter(rule::Column::DeletedAt.is_null())
+            .filter(rule::Column::Metric.is_in(metrics))
+            .all(&state.db)
+            .await?;
+        // (rule, device) -> readings in time order.
+        let mut pairs: BTreeMap<Pair, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
+        for r in &self.readings {
+            for rule in rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id)) {
+                let ts = DateTime::from_timestamp_micros(r.ts).unwrap_or_default();
+                pairs.entry((rule.id, r.device_id)).or_default().push((ts, r.value));
+            }
+        }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        for readings in pairs.values_mut() {
+            readings.sort_by_key(|r| r.0);
+        }
+        let rules: HashMap<Uuid, rule::Model> = rules.into_iter().map(|r| (r.id, r)).collect();
+        let now = state.clock.now();
+        let txn = crate::db::begin_write(&state.db).await?;
+        let keys: Vec<(Uuid, Uuid)> = pairs.keys().copied().collect();
+        let mut states = lock_states(&txn, &keys, now).await?;
+        let mut open = open_alerts(&txn, &keys).await?;
+        let mut changes = Vec::new();
+        for ((rule_id, device_id), readings) in &pairs {
+            let model = &rules[rule_id];
+            let Some(rule) = engine::Rule::from_model(model) else { continue };
+            let st = states.entry((*rule_id, *device_id)).or_default();
+            let outcomes: Vec<Outcome> = readings.iter().map(|(ts, v)| engine::step(&rule, st, *ts, *v)).collect();
+            let current = open.remove(&(*rule_id, *device_id));
+            apply(&txn, model, *device_id, current, outcomes, now, &mut changes).await?;
+        }
+        save_states(&txn, &states, now).await?;
+        let accepted_at = DateTime::from_timestamp_millis(self.accepted_at_ms);
+        super::delivery::notify(&txn, state, self.grower_id, &changes, accepted_at).await?;
+        txn.commit().await?;
+        if !changes.is_empty() {
+            state.jobs.wake();
+        }
+        Ok(())
+    }
+}
+
+/// The periodic stale-device check.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CheckStale {}
+
+impl BackgroundJob for CheckStale {
+    const NAME: &'static str = "check_stale";
+    const TIMEOUT: Duration = Duration::from_secs(120);
+
+    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        let rules = rule::Entity::find()
+            .filter(rule::Column::Kind.eq(Kind::Stale.as_str()))
+            .filter(rule::Column::Enabled.eq(true))
+            .filter(rule::Column::DeletedAt.is_null())
+            .all(&state.db)
+            .await?;
+        for model in rules {
+            check_stale_rule(state, &model).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Result<()> {
+    let Some(rule) = engine::Rule::from_model(model) else { return Ok(()) };
+    let mut devices = device::Entity::find()
+        .select_only()
+        .columns([device::Column::Id, device::Column::CreatedAt])
+        .filter(device::Column::GrowerId.eq(model.grower_id))
+        .filter(device::Column::DeletedAt.is_null());
+    if let Some(d) = model.device_id {
+        devices = devices.filter(device::Column::Id.eq(d));
+    }
+    let devices: Vec<(Uuid, DateTime<Utc>)> = devices.into_tuple().all(&state.db).await?;
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = devices.iter().map(|d| d.0).collect();
+    let latest = crate::telemetry::store::latest_of_metric(&state.db, &ids, &model.metric).await?;
+    let now = state.clock.now();
+    // Watching starts when the rule (or the device) appeared, so a new rule does not fire at once
+    // for devices that never reported.
+    let stale: Vec<(Uuid, DateTime<Utc>)> = devices
+        .iter()
+        .map(|(id, created)| (*id, latest.get(id).copied().unwrap_or(Ord::max(*created, model.created_at))))
+        .filter(|(_, last)| matches!(engine::stale(&rule, *last, now), Outcome::Fire { .. }))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let txn = crate::db::begin_write(&state.db).await?;
+    let keys: Vec<(Uuid, Uuid)> = stale.iter().map(|(d, _)| (model.id, *d)).collect();
+    let states = lock_states(&txn, &keys, now).await?;
+    let mut open = open_alerts(&txn, &keys).await?;
+    let mut changes = Vec::new();
+    for (device_id, last) in stale {
+        // A reading evaluated since the query above counts too.
+        let last = states.get(&(model.id, device_id)).and_then(|s| s.last_ts).map_or(last, |t| Ord::max(t, last));
+        let outcome = engine::stale(&rule, last, now);
+        // An open stale alert stays as it is: the check repeating is not news.
+        if matches!(outcome, Outcome::Fire { .. }) && !open.contains_key(&(model.id, device_id)) {
+            apply(&txn, model, device_id, open.remove(&(model.id, device_id)), vec![outcome], now, &mut changes)
+                .await?;
+        }
+    }
+    super::delivery::notify(&txn, state, model.grower_id, &changes, None).await?;
+    txn.commit().await?;
+    if !changes.is_empty() {
+        state.jobs.wake();
+    }
+    Ok(())
+}
+
+/// Makes sure each pair has a state row and locks them all (PostgreSQL `FOR UPDATE`; SQLite
+/// holds the write lock already), returning the states.
+async fn lock_states(
+    txn: &DatabaseTransaction,
+    keys: &[(Uuid, Uuid)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<(Uuid, Uuid), engine::State>, DbErr> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(500) {
+        let rows = chunk.iter().map(|(r, d)| rule_state::ActiveModel {
+            rule_id: Set(*r),
+            device_id: Set(*d),
+            breach_since: Set(None),
+            last_ts: Set(None),
+            last_value: Set(None),
+            mean: Set(0.0),
+            variance: Set(0.0),
+            samples: Set(0),
+            updated_at: Set(now),
+        });
+        rule_state::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([rule_state::Column::RuleId, rule_state::Column::DeviceId]).do_nothing().to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        let mut query = rule_state::Entity::find().filter(pair_condition(
+            chunk,
+            rule_state::Column::RuleId,
+            rule_state::Column::DeviceId,
+        ));
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        for s in query.all(txn).await? {
+            out.insert(
+                (s.rule_id, s.device_id),
+                engine::State {
+                    breach_since: s.breach_since,
+                    last_ts: s.last_ts,
+                    last_value: s.last_value,
+                    mean: s.mean,
+                    variance: s.variance,
+                    samples: s.samples,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn pair_condition(keys: &[(Uuid, Uuid)], a: impl ColumnTrait, b: impl ColumnTrait) -> Condition {
+    keys.iter().fold(Condition::any(), |c, (x, y)| c.add(Condition::all().add(a.eq(*x)).add(b.eq(*y))))
+}
+
+async fn save_states(
+    txn: &DatabaseTransaction,
+    states: &HashMap<(Uuid, Uuid), engine::State>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let all: Vec<_> = states.iter().collect();
+    for chunk in all.chunks(500) {
+        let rows = chunk.iter().map(|((r, d), s)| rule_state::ActiveModel {
+            rule_id: Set(*r),
+            device_id: Set(*d),
+            breach_since: Set(s.breach_since),
+            last_ts: Set(s.last_ts),
+            last_value: Set(s.last_value),
+            mean: Set(s.mean),
+            variance: Set(s.variance),
+            samples: Set(s.samples),
+            updated_at: Set(now),
+        });
+        rule_state::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([rule_state::Column::RuleId, rule_state::Column::DeviceId])
+                    .update_columns([
+                        rule_state::Column::BreachSince,
+                        rule_state::Column::LastTs,
+                        rule_state::Column::LastValue,
+                        rule_state::Column::Mean,
+                        rule_state::Column::Variance,
+                        rule_state::Column::Samples,
+                        rule_state::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The open alert of each pair.
+async fn open_alerts(
+    txn: &DatabaseTransaction,
+    keys: &[(Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), alert::Model>, DbErr> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(500) {
+        let rows = alert::Entity::find()
+            .filter(alert::Column::Status.ne(alert::RESOLVED))
+            .filter(pair_condition(chunk, alert::Column::RuleId, alert::Column::DeviceId))
+            .all(txn)
+            .await?;
+        out.extend(rows.into_iter().map(|a| ((a.rule_id, a.device_id), a)));
+    }
+    Ok(out)
+}
+
+/// Applies a pair's outcomes, in order, to its alert: the first firing opens one, repeats while
+/// it is open are folded into one update (value, message, count, last seen), a clear resolves
+/// it when the rule auto-resolves. Pushes each change made.
+async fn apply(
+    txn: &DatabaseTransaction,
+    rule: &rule::Model,
+    device_id: Uuid,
+    mut open: Option<alert::Model>,
+    outcomes: Vec<Outcome>,
+    now: DateTime<Utc>,
+    changes: &mut Vec<(Change, alert::Model)>,
+) -> Result<(), DbErr> {
+    let mut repeats: Option<(i32, f64, String)> = None;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::Fire { value, message } => match &open {
+                Some(_) => {
+                    let n = repeats.as_ref().map_or(0, |r| r.0);
+                    repeats = Some((n + 1, value, message));
+                }
+                None => {
+                    let a = alert::Model {
+                        id: Uuid::now_v7(),
+                        grower_id: rule.grower_id,
+                        device_id,
+                        rule_id: rule.id,
+                        metric: rule.metric.clone(),
+                        severity: rule.severity.clone(),
+                        status: alert::ACTIVE.into(),
+                        message,
+                        value,
+                        count: 1,
+                        created_at: now,
+                        last_seen_at: now,
+                        acknowledged_at: None,
+                        acknowledged_by: None,
+                        resolved_at: None,
+                        resolved_by: None,
+                        updated_at: now,
+                    };
+                    alert::Entity::insert(sea_orm::IntoActiveModel::into_active_model(a.clone()))
+                        .exec_without_returning(txn)
+                        .await?;
+                    changes.push((Change::Created, a.clone()));
+                    open = Some(a);
+                }
+            },
+            Outcome::Clear => {
+                if rule.auto_resolve
+                    && let Some(a) = open.take()
+                {
+                    let a = flush_repeats(txn, a, repeats.take(), now, changes).await?;
+                    if let Some(resolved) = resolve(txn, &a, None, now).await? {
+                        changes.push((Change::Resolved, resolved));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(a) = open {
+        flush_repeats(txn, a, repeats, now, changes).await?;
+    }
+    Ok(())
+}
+
+async fn flush_repeats(
+    txn: &DatabaseTransaction,
+    mut a: alert::Model,
+    repeats: Option<(i32, f64, String)>,
+    now: DateTime<Utc>,
+    changes: &mut Vec<(Change, alert::Model)>,
+) -> Result<alert::Model, DbErr> {
+    let Some((n, value, message)) = repeats else { return Ok(a) };
+    let updated = alert::Entity::update_many()
+        .col_expr(alert::Column::Value, Expr::value(value))
+        .col_expr(alert::Column::Message, Expr::value(message.clone()))
+        .col_expr(alert::Column::Count, Expr::col(alert::Column::Count).add(n))
+        .col_expr(alert::Column::LastSeenAt, Expr::value(now))
+        .col_expr(alert::Column::UpdatedAt, Expr::value(now))
+        .filter(alert::Column::Id.eq(a.id))
+        .filter(alert::Column::Status.ne(alert::RESOLVED))
+        .exec(txn)
+        .await?;
+    // Resolved by a person meanwhile: their word stands.
+    if updated.rows_affected == 1 {
+        a.value = value;
+        a.message = message;
+        a.count += n;
+        a.last_seen_at = now;
+        a.updated_at = now;
+        changes.push((Change::Updated, a.clone()));
+    }
+    Ok(a)
+}
+
+/// Resolves an open alert (`by` a person, or the rule when `None`); `None` when it was
+/// already resolved.
+pub async fn resolve<C: ConnectionTrait>(
+    db: &C,
+    a: &alert::Model,
+    by: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Option<alert::Model>, DbErr> {
+    let res = alert::Entity::update_many()
+        .col_expr(alert::Column::Status, Expr::value(alert::RESOLVED))
+        .col_expr(alert::Column::ResolvedAt, Expr::value(Some(now)))
+        .col_expr(alert::Column::ResolvedBy, Expr::value(by))
+        .col_expr(alert::Column::UpdatedAt, Expr::value(now))
+        .filter(alert::Column::Id.eq(a.id))
+        .filter(alert::Column::Status.ne(alert::RESOLVED))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Ok(None);
+    }
+    let mut a = a.clone();
+    a.status = alert::RESOLVED.into();
+    a.resolved_at = Some(now);
+    a.resolved_by = by;
+    a.updated_at = now;
+    Ok(Some(a))
+}

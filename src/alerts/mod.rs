@@ -1,0 +1,249 @@
+//! Alerts: rules over telemetry, evaluated on the job workers; the alert lifecycle (one open
+//! alert per (rule, device), acknowledged and resolved by people, resolved by the rule when the
+//! condition clears); and delivery of every change (realtime event, FCM push, email, signed
+//! webhook), each attempt recorded in `notification_deliveries`.
+//!
+//! Ingestion only asks [`watched`] which readings some enabled rule looks at (a cached,
+//! in-memory index) and enqueues them, in the batch's own transaction, as one
+//! `evaluate_readings` job per grower. Batches nothing watches cost one cache lookup.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+pub mod delivery;
+pub mod engine;
+pub mod entity;
+pub mod evaluate;
+pub mod fcm;
+mod handlers;
+mod push_tokens;
+mod rules;
+pub mod webhooks;
+
+use crate::{greenhouse::entity::device, jobs::NewJob, state::AppState, telemetry::store::Reading};
+use entity::{alert, rule};
+
+/// The Redis channel on which rule changes are announced (payload: the grower id).
+pub const CHANNEL: &str = "mash:alert-rules";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(rules::router())
+        .merge(handlers::router())
+        .merge(push_tokens::router())
+        .merge(webhooks::router())
+}
+
+/// What a grower's enabled rules look at: (device or any device, metric).
+type Watch = HashSet<(Option<Uuid>, String)>;
+
+/// Process-wide alerting state.
+pub struct AlertsState {
+    /// Enabled rules by grower, as (device, metric) pairs. Rule writes drop the entry here and,
+    /// through Redis, on other instances; the TTL bounds a missed message.
+    watches: moka::sync::Cache<Uuid, Arc<Watch>>,
+    /// The grower of each device (devices do not change grower).
+    device_growers: moka::sync::Cache<Uuid, Uuid>,
+    pub fcm: Option<fcm::Fcm>,
+    pub webhooks: webhooks::Sender,
+}
+
+impl AlertsState {
+    pub fn new(config: &crate::Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            watches: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.alerts.rule_cache_ttl)
+                .build(),
+            device_growers: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            fcm: config.alerts.fcm.clone().map(fcm::Fcm::new).transpose()?,
+            webhooks: webhooks::Sender::new(config.alerts.webhook_allow_private)?,
+        })
+    }
+
+    /// Forgets a grower's cached rules here.
+    pub fn rules_changed_locally(&self, grower_id: Uuid) {
+        self.watches.invalidate(&grower_id);
+    }
+}
+
+/// After a rule write commits: refresh this instance's index, and other instances' via Redis.
+pub async fn rules_changed(state: &AppState, grower_id: Uuid) {
+    state.alerts.rules_changed_locally(grower_id);
+    if let Some(redis) = &state.redis {
+        crate::pubsub::publish(redis, CHANNEL, &grower_id.to_string()).await;
+    }
+}
+
+/// The Redis subscription that keeps rule indexes fresh across instances.
+pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(url) = state.config.redis_url.clone() else { return Vec::new() };
+    let s = state.clone();
+    vec![crate::pubsub::subscribe(url, CHANNEL, move |heard| match heard {
+        crate::pubsub::Heard::Subscribed => s.alerts.watches.invalidate_all(),
+        crate::pubsub::Heard::Message(payload) => match payload.parse::<Uuid>() {
+            Ok(grower) => s.alerts.watches.invalidate(&grower),
+            Err(_) => s.alerts.watches.invalidate_all(),
+        },
+    })]
+}
+
+async fn watch_of(db: &DatabaseConnection, state: &AlertsState, grower_id: Uuid) -> Result<Arc<Watch>, DbErr> {
+    if let Some(w) = state.watches.get(&grower_id) {
+        return Ok(w);
+    }
+    let rows: Vec<(Option<Uuid>, String)> = rule::Entity::find()
+        .select_only()
+        .columns([rule::Column::DeviceId, rule::Column::Metric])
+        .filter(rule::Column::GrowerId.eq(grower_id))
+        .filter(rule::Column::Enabled.eq(true))
+        .filter(rule::Column::DeletedAt.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    let w = Arc::new(rows.into_iter().collect::<Watch>());
+    state.watches.insert(grower_id, w.clone());
+    Ok(w)
+}
+
+/// The evaluation jobs for a batch about to be stored: per grower, the readings that an enabled
+/// rule watches. Empty (and no database work once cached) when no rule looks at the batch.
+pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTime<Utc>) -> Result<Vec<NewJob>, DbErr> {
+    let alerts = &state.alerts;
+    let devices: HashSet<Uuid> = readings.iter().map(|r| r.device_id).collect();
+    let unknown: Vec<Uuid> = devices.iter().copied().filter(|d| !alerts.device_growers.contains_key(d)).collect();
+    if !unknown.is_empty() {
+        let rows: Vec<(Uuid, Uuid)> = device::Entity::find()
+            .select_only()
+            .columns([device::Column::Id, device::Column::GrowerId])
+            .filter(device::Column::Id.is_in(unknown))
+            .into_tuple()
+            .all(&state.db)
+            .await?;
+        for (d, g) in rows {
+            alerts.device_growers.insert(d, g);
+        }
+    }
+    let mut watches: HashMap<Uuid, Arc<Watch>> = HashMap::new();
+    let mut per_grower: HashMap<Uuid, Vec<evaluate::Item>> = HashMap::new();
+    for r in readings {
+        let Some(grower) = alerts.device_growers.get(&r.device_id) else { continue };
+        let watch = match watches.get(&grower) {
+            Some(w) => w.clone(),
+            None => {
+                let w = watch_of(&state.db, alerts, grower).await?;
+                watches.insert(grower, w.clone());
+                w
+            }
+        };
+        if watch.is_empty() {
+            continue;
+        }
+        // Allocation-free lookups would need a borrowed key type; the metric clone is cheap next
+        // to the insert, and only happens for growers that have rules.
+        let metric = r.metric.clone();
+        let any = (None, metric);
+        let hit = watch.contains(&any) || watch.contains(&(Some(r.device_id), any.1));
+        if hit {
+            per_grower.entry(grower).or_default().push(evaluate::Item {
+                device_id: r.device_id,
+                metric: r.metric.clone(),
+                ts: r.ts.timestamp_micros(),
+                value: r.value,
+            });
+        }
+    }
+    let accepted_at_ms = accepted_at.timestamp_millis();
+    per_grower
+        .into_iter()
+        .map(|(grower_id, readings)| {
+            NewJob::of(&evaluate::EvaluateReadings { grower_id, readings, accepted_at_ms }, accepted_at)
+        })
+        .collect()
+}
+
+/// How an alert changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Created,
+    Updated,
+    Acknowledged,
+    Resolved,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Updated => "updated",
+            Change::Acknowledged => "acknowledged",
+            Change::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertOut {
+    pub id: Uuid,
+    pub grower_id: Uuid,
+    pub device_id: Uuid,
+    pub rule_id: Uuid,
+    pub metric: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// `active`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub message: String,
+    /// The reading that (last) met the condition; for `stale`, the seconds since the last reading.
+    pub value: f64,
+    /// How many times the condition was met while this alert was open.
+    pub count: i32,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<Uuid>,
+}
+
+impl From<&alert::Model> for AlertOut {
+    fn from(a: &alert::Model) -> Self {
+        Self {
+            id: a.id,
+            grower_id: a.grower_id,
+            device_id: a.device_id,
+            rule_id: a.rule_id,
+            metric: a.metric.clone(),
+            severity: a.severity.clone(),
+            status: a.status.clone(),
+            message: a.message.clone(),
+            value: a.value,
+            count: a.count,
+            created_at: a.created_at,
+            last_seen_at: a.last_seen_at,
+            acknowledged_at: a.acknowledged_at,
+            acknowledged_by: a.acknowledged_by,
+            resolved_at: a.resolved_at,
+            resolved_by: a.resolved_by,
+        }
+    }
+}
