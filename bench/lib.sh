@@ -356,9 +356,12 @@ telemetry_mash() {
     start_mash "$name" "$dir" "$port" "$@"
 }
 
-# ingest_load_bin: builds examples/ingest_load.rs (release) once and prints its path.
-ingest_load_bin() {
-    local bin=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/ingest_load
-    (cd "$REPO_ROOT" && cargo build -q --release --example ingest_load) >&2 || return 1
+# example_bin NAME: builds examples/NAME.rs (release) and prints its path.
+example_bin() {
+    local bin=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/$1
+    (cd "$REPO_ROOT" && cargo build -q --release --example "$1") >&2 || return 1
     echo "$bin"
 }
+
+# ingest_load_bin: builds examples/ingest_load.rs (release) once and prints its path.
+ingest_load_bin() { example_bin ingest_load; }

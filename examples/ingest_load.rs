@@ -12,6 +12,9 @@
 //! record of what the server promised to keep. The run stops after `SECONDS`, or when the
 //! server has been unreachable for a second (it was killed).
 //!
+//! With `INGEST_RATE=<readings per second>` in the environment the workers pace themselves to
+//! that total rate instead of sending as fast as the server answers.
+//!
 //! Prints one JSON line: readings accepted, batches, errors, elapsed seconds, readings/s and
 //! batch latency percentiles.
 
@@ -87,6 +90,12 @@ async fn main() -> anyhow::Result<()> {
     // Half an hour ago, so every timestamp is well inside the accepted window; each worker has
     // its own stretch of microseconds.
     let base_us = (Utc::now() - chrono::Duration::minutes(30)).timestamp_micros();
+    // Paced: each worker sends one batch every `interval`, staggered across workers.
+    let interval = std::env::var("INGEST_RATE")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok())
+        .filter(|r| *r > 0.0)
+        .map(|rate| Duration::from_secs_f64(batch as f64 * concurrency as f64 / rate));
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let (device, token) = devices[w % devices.len()].clone();
@@ -96,7 +105,12 @@ async fn main() -> anyhow::Result<()> {
             let auth = format!("Device {token}");
             let mut buf = String::with_capacity(batch * 110);
             let mut down_since: Option<Instant> = None;
+            let mut due = interval.map(|i| started + i.mul_f64(w as f64 / concurrency as f64));
             while Instant::now() < deadline {
+                if let (Some(at), Some(i)) = (due, interval) {
+                    tokio::time::sleep_until(at.into()).await;
+                    due = Some(at + i);
+                }
                 body(&device, next_us, batch, &mut buf);
                 let t0 = Instant::now();
                 let res = client

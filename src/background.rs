@@ -13,6 +13,8 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     if state.config.jobs.concurrency > 0 {
         tasks.extend(spawn_workers(state));
     }
+    // The queue gauges are database-wide: every API instance exports them.
+    tasks.push(crate::jobs::worker::spawn_gauges(state));
     let pruned = state.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -24,11 +26,9 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     tasks
 }
 
-/// The job workers, the schedule of periodic jobs and the queue gauges (`mash worker` runs
-/// only these).
+/// The job workers and the schedule of periodic jobs (`mash worker` runs only these).
 pub fn spawn_workers(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = crate::jobs::worker::spawn(state);
     tasks.push(crate::jobs::schedule::spawn(state));
-    tasks.push(crate::jobs::worker::spawn_gauges(state));
     tasks
 }

@@ -101,10 +101,16 @@ async fn worker(mut config: Config) -> anyhow::Result<()> {
         Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
     }
     let concurrency = config.jobs.concurrency;
+    let addr = std::net::SocketAddr::new(config.http.host, config.http.port);
     let state = crate::AppState::new(config, db)?;
-    let tasks = crate::background::spawn_workers(&state);
-    tracing::info!(concurrency, "job workers running");
-    crate::startup::shutdown_signal().await;
+    // Health and metrics only, so orchestrators and Prometheus see workers like API instances.
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let service = crate::health::router().split_for_parts().0.with_state(state.clone());
+    let mut tasks = crate::background::spawn_workers(&state);
+    tasks.push(crate::jobs::worker::spawn_gauges(&state));
+    tracing::info!(concurrency, addr = %listener.local_addr()?, "job workers running; /health and /metrics served");
+    axum::serve(listener, service).with_graceful_shutdown(crate::startup::shutdown_signal()).await?;
     for task in tasks {
         task.abort();
     }

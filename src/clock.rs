@@ -13,8 +13,11 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// Now, to the microsecond: both databases keep microseconds, so a time held in memory
+    /// equals the one read back.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::microseconds(self.offset_micros.load(Ordering::Relaxed))
+        let t = Utc::now() + Duration::microseconds(self.offset_micros.load(Ordering::Relaxed));
+        DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
     }
 
     /// Moves this clock forward (tests).

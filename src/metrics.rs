@@ -181,7 +181,11 @@ impl Metrics {
         registry.register("job_queue_depth", "Jobs waiting to run, all types", job_queue_depth.clone());
         let alert_changes = Family::<ChangeLabels, Counter>::default();
         registry.register("alert_changes", "Alert changes, by change", alert_changes.clone());
-        let alert_event_latency = latency_histogram();
+        // Finer than the HTTP buckets: the target is p99 under 200 ms.
+        let alert_event_latency = Histogram::new([
+            0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
+            2.0, 5.0,
+        ]);
         registry.register(
             "alert_event_latency_seconds",
             "From the 202 of the telemetry batch behind an alert change to its realtime event",

@@ -119,11 +119,21 @@ pub async fn notify<C: ConnectionTrait>(
     let created: Vec<&alert::Model> = changes.iter().filter(|(c, _)| *c == Change::Created).map(|(_, a)| a).collect();
     let push: Vec<&&alert::Model> =
         created.iter().filter(|a| at_least(&a.severity, state.config.alerts.push_min_severity)).collect();
+    // Members who can still sign in: not deleted, not disabled.
+    let recipients = || {
+        Query::select()
+            .column(user::Column::Id)
+            .from(user::Entity)
+            .and_where(user::Column::Id.in_subquery(members()))
+            .and_where(user::Column::DeletedAt.is_null())
+            .and_where(user::Column::DisabledAt.is_null())
+            .to_owned()
+    };
     if !push.is_empty() && state.alerts.fcm.is_some() {
         let tokens: Vec<Uuid> = push_token::Entity::find()
             .select_only()
             .column(push_token::Column::Id)
-            .filter(push_token::Column::UserId.in_subquery(members()))
+            .filter(push_token::Column::UserId.in_subquery(recipients()))
             .into_tuple()
             .all(txn)
             .await?;
@@ -139,9 +149,7 @@ pub async fn notify<C: ConnectionTrait>(
         let emails: Vec<String> = user::Entity::find()
             .select_only()
             .column(user::Column::Email)
-            .filter(user::Column::Id.in_subquery(members()))
-            .filter(user::Column::DeletedAt.is_null())
-            .filter(user::Column::DisabledAt.is_null())
+            .filter(user::Column::Id.in_subquery(recipients()))
             .into_tuple()
             .all(txn)
             .await?;

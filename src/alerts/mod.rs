@@ -48,9 +48,12 @@ type Watch = HashSet<(Option<Uuid>, String)>;
 
 /// Process-wide alerting state.
 pub struct AlertsState {
-    /// Enabled rules by grower, as (device, metric) pairs. Rule writes drop the entry here and,
-    /// through Redis, on other instances; the TTL bounds a missed message.
-    watches: moka::sync::Cache<Uuid, Arc<Watch>>,
+    /// Enabled rules by (grower, generation), as (device, metric) pairs. Every rule change, here
+    /// or (through Redis) on another instance, bumps the generation, so entries read before it
+    /// are never found again — even one stored by a lookup that raced the change. The TTL bounds
+    /// a missed message.
+    watches: moka::sync::Cache<(Uuid, u64), Arc<Watch>>,
+    generation: std::sync::atomic::AtomicU64,
     /// The grower of each device (devices do not change grower).
     device_growers: moka::sync::Cache<Uuid, Uuid>,
     pub fcm: Option<fcm::Fcm>,
@@ -68,20 +71,21 @@ impl AlertsState {
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             fcm: config.alerts.fcm.clone().map(fcm::Fcm::new).transpose()?,
             webhooks: webhooks::Sender::new(config.alerts.webhook_allow_private)?,
         })
     }
 
-    /// Forgets a grower's cached rules here.
-    pub fn rules_changed_locally(&self, grower_id: Uuid) {
-        self.watches.invalidate(&grower_id);
+    /// Forgets the cached rules here (rule changes are rare: every grower's entry goes).
+    pub fn rules_changed_locally(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 /// After a rule write commits: refresh this instance's index, and other instances' via Redis.
 pub async fn rules_changed(state: &AppState, grower_id: Uuid) {
-    state.alerts.rules_changed_locally(grower_id);
+    state.alerts.rules_changed_locally();
     if let Some(redis) = &state.redis {
         crate::pubsub::publish(redis, CHANNEL, &grower_id.to_string()).await;
     }
@@ -92,16 +96,14 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let Some(url) = state.config.redis_url.clone() else { return Vec::new() };
     let s = state.clone();
     vec![crate::pubsub::subscribe(url, CHANNEL, move |heard| match heard {
-        crate::pubsub::Heard::Subscribed => s.alerts.watches.invalidate_all(),
-        crate::pubsub::Heard::Message(payload) => match payload.parse::<Uuid>() {
-            Ok(grower) => s.alerts.watches.invalidate(&grower),
-            Err(_) => s.alerts.watches.invalidate_all(),
-        },
+        // Changes announced while we were not subscribed were missed: start over.
+        crate::pubsub::Heard::Subscribed | crate::pubsub::Heard::Message(_) => s.alerts.rules_changed_locally(),
     })]
 }
 
 async fn watch_of(db: &DatabaseConnection, state: &AlertsState, grower_id: Uuid) -> Result<Arc<Watch>, DbErr> {
-    if let Some(w) = state.watches.get(&grower_id) {
+    let generation = state.generation.load(std::sync::atomic::Ordering::SeqCst);
+    if let Some(w) = state.watches.get(&(grower_id, generation)) {
         return Ok(w);
     }
     let rows: Vec<(Option<Uuid>, String)> = rule::Entity::find()
@@ -114,7 +116,7 @@ async fn watch_of(db: &DatabaseConnection, state: &AlertsState, grower_id: Uuid)
         .all(db)
         .await?;
     let w = Arc::new(rows.into_iter().collect::<Watch>());
-    state.watches.insert(grower_id, w.clone());
+    state.watches.insert((grower_id, generation), w.clone());
     Ok(w)
 }
 

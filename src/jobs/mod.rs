@@ -158,6 +158,19 @@ impl NewJob {
     }
 }
 
+/// A job that does nothing: the queue's own cost, for the benchmark and for operators checking
+/// that workers run.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct Noop {}
+
+impl BackgroundJob for Noop {
+    const NAME: &'static str = "noop";
+
+    async fn run(&self, _state: &AppState) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
 /// Process-wide queue state.
 pub struct JobsState {
     /// Wakes this process's workers (after a commit that enqueued).

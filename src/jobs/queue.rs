@@ -54,12 +54,17 @@ pub async fn claim<C: ConnectionTrait>(
 
 /// A run succeeded: the job is gone. `attempt` fences out a worker whose lease was taken over.
 pub async fn complete<C: ConnectionTrait>(db: &C, id: Uuid, attempt: i32) -> Result<(), DbErr> {
-    entity::Entity::delete_many()
-        .filter(Column::Id.eq(id))
-        .filter(Column::Attempts.eq(attempt))
-        .filter(Column::Status.eq(RUNNING))
-        .exec(db)
-        .await?;
+    complete_many(db, &[(id, attempt)]).await
+}
+
+/// Several runs succeeded: one statement removes them all.
+pub async fn complete_many<C: ConnectionTrait>(db: &C, done: &[(Uuid, i32)]) -> Result<(), DbErr> {
+    for chunk in done.chunks(200) {
+        let which = chunk.iter().fold(sea_orm::Condition::any(), |c, (id, attempt)| {
+            c.add(sea_orm::Condition::all().add(Column::Id.eq(*id)).add(Column::Attempts.eq(*attempt)))
+        });
+        entity::Entity::delete_many().filter(Column::Status.eq(RUNNING)).filter(which).exec(db).await?;
+    }
     Ok(())
 }
 

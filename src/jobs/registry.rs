@@ -58,6 +58,7 @@ impl Registry {
 /// The registry of this binary.
 pub fn registry() -> Registry {
     let mut r = Registry::default();
+    r.register::<super::Noop>();
     r.register::<crate::mail::SendEmail>();
     r.register::<crate::alerts::evaluate::EvaluateReadings>();
     r.register::<crate::alerts::evaluate::CheckStale>();

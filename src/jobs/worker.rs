@@ -12,8 +12,13 @@ use crate::{metrics::JobLabels, state::AppState};
 /// How long a claimed job is leased beyond its own timeout before another worker may take it.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
+/// Where finished jobs go to be deleted: at once (`None`), or handed to the loop's completer,
+/// which removes everything that finished meanwhile in one statement (one write transaction
+/// for many jobs, which is what SQLite's single writer needs under load).
+type Completer = Option<tokio::sync::mpsc::UnboundedSender<(uuid::Uuid, i32)>>;
+
 /// Runs one claimed job and records what happened.
-async fn execute(state: &AppState, job: entity::Model) {
+async fn execute(state: &AppState, job: entity::Model, completer: &Completer) {
     let Some(kind) = state.jobs.registry.get(&job.job_type) else {
         // Claims only ask for registered types; this is a bug, not a retry case.
         tracing::error!(job_id = %job.id, job_type = %job.job_type, "claimed a job type this binary does not know");
@@ -32,7 +37,10 @@ async fn execute(state: &AppState, job: entity::Model) {
     let elapsed = (state.clock.now() - started).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
     state.metrics.job_duration.get_or_create(&labels).observe(elapsed);
     let outcome = match result {
-        Ok(Ok(())) => queue::complete(&state.db, job.id, job.attempts).await.map(|()| "success"),
+        Ok(Ok(())) => match completer {
+            Some(tx) if tx.send((job.id, job.attempts)).is_ok() => Ok("success"),
+            _ => queue::complete(&state.db, job.id, job.attempts).await.map(|()| "success"),
+        },
         Ok(Err(e)) => {
             let permanent = e.downcast_ref::<Permanent>().is_some();
             let message = format!("{e:#}");
@@ -86,7 +94,7 @@ pub async fn run_pending(state: &AppState) -> anyhow::Result<usize> {
             return Ok(runs);
         }
         for job in jobs {
-            execute(state, job).await;
+            execute(state, job, &None).await;
             runs += 1;
         }
     }
@@ -99,8 +107,27 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
     if state.db.get_database_backend() == DatabaseBackend::Postgres {
         tasks.push(spawn_listener(state.clone()));
     }
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(uuid::Uuid, i32)>();
+    let completer_state = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let state = completer_state;
+        let mut batch = Vec::new();
+        while done_rx.recv_many(&mut batch, 500).await > 0 {
+            // A failure leaves the jobs leased; they run again when the lease ends (runs are
+            // idempotent), so one retry here is enough.
+            if let Err(e) = queue::complete_many(&state.db, &batch).await {
+                tracing::warn!(error = %e, jobs = batch.len(), "could not remove finished jobs; retrying once");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Err(e) = queue::complete_many(&state.db, &batch).await {
+                    tracing::warn!(error = %e, jobs = batch.len(), "finished jobs stay leased and will run again");
+                }
+            }
+            batch.clear();
+        }
+    }));
     let state = state.clone();
     tasks.push(tokio::spawn(async move {
+        let completer: Completer = Some(done_tx);
         let names = state.jobs.registry.names();
         let slots = Arc::new(Semaphore::new(state.config.jobs.concurrency));
         let poll = state.config.jobs.poll_interval;
@@ -136,9 +163,9 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
             let full = jobs.len() == permits.len();
             for job in jobs {
                 let permit = permits.pop().expect("one permit per claimed job");
-                let state = state.clone();
+                let (state, completer) = (state.clone(), completer.clone());
                 tokio::spawn(async move {
-                    execute(&state, job).await;
+                    execute(&state, job, &completer).await;
                     drop(permit);
                 });
             }

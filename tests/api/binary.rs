@@ -61,7 +61,12 @@ async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_jso
 
 /// Starts `mash serve` and collects its stdout lines on a channel.
 fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, mpsc::Receiver<String>) {
-    let mut child = mash(dir, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    start_command(dir, env, "serve")
+}
+
+/// Starts `mash <command>` and collects its stdout lines on a channel.
+fn start_command(dir: &std::path::Path, env: &[(&str, &str)], command: &str) -> (Server, mpsc::Receiver<String>) {
+    let mut child = mash(dir, env).arg(command).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -76,12 +81,17 @@ fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, mpsc::Receiver
 
 /// Waits for the "listening" log line and returns the bound address.
 fn wait_listening(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    wait_for_line(rx, seen, "listening")
+}
+
+/// Waits for the log line with this message and returns its `addr` field.
+fn wait_for_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, message: &str) -> String {
     loop {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("server printed no listening line");
         seen.push(line.clone());
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
-        if v["message"] == "listening" {
+        if v["message"] == message {
             return v["addr"].as_str().unwrap().to_string();
         }
     }
@@ -145,6 +155,51 @@ async fn serve_uses_the_configured_database() {
     sigterm(&child);
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn worker_runs_queued_jobs_without_the_api_and_stops_on_sigterm() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("DATABASE_URL", db.url.as_str()), ("LOG_FORMAT", "json"), ("PORT", "0"), ("HOST", "127.0.0.1")];
+    let out = mash(dir.path(), &env).args(["migrate", "up"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    let mail = mash::mail::SendEmail {
+        to: "someone@example.com".into(),
+        subject: "Queued before the worker started".into(),
+        body: "hello".into(),
+        alert_id: None,
+    };
+    mash::jobs::enqueue(&conn, &mail).await.unwrap();
+
+    let (child, rx) = start_command(dir.path(), &env, "worker");
+    let mut lines = Vec::new();
+    let addr = wait_for_line(&rx, &mut lines, "job workers running; /health and /metrics served");
+    // The worker delivers the mail (to the log, without SMTP) and the job leaves the queue.
+    let mut left = 1;
+    for _ in 0..300 {
+        left = mash::jobs::entity::Entity::find().count(&conn).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the queued job ran");
+    let logged = mash::alerts::entity::delivery::Entity::find().all(&conn).await.unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!((logged[0].channel.as_str(), logged[0].status.as_str()), ("email", "logged"));
+    // Health and metrics, and no API.
+    let client = client();
+    assert_eq!(client.get(format!("http://{addr}/health/ready")).send().await.unwrap().status(), 200);
+    let metrics = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("jobs_finished_total{job=\"send_email\",outcome=\"success\"} 1"), "{metrics}");
+    assert_eq!(client.get(format!("http://{addr}/api/v1/users/me")).send().await.unwrap().status(), 404);
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM, got {status}");
+    conn.close().await.ok();
 }
 
 #[test]
