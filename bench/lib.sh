@@ -356,10 +356,14 @@ telemetry_mash() {
     start_mash "$name" "$dir" "$port" "$@"
 }
 
-# example_bin NAME: builds examples/NAME.rs (release) and prints its path.
+# example_bin NAME: builds examples/NAME.rs (release) and prints its path. With
+# BENCH_PREBUILT=1 the examples already built are used as they are.
 example_bin() {
     local bin=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/$1
-    (cd "$REPO_ROOT" && cargo build -q --release --example "$1") >&2 || return 1
+    if [[ ${BENCH_PREBUILT:-0} != 1 ]]; then
+        (cd "$REPO_ROOT" && cargo build -q --release --example "$1") >&2 || return 1
+    fi
+    [[ -x $bin ]] || return 1
     echo "$bin"
 }
 

@@ -85,6 +85,7 @@ async fn list_alerts(
 
 /// An alert the caller may `need`: 404 when it does not exist or is in a grower they are not in.
 async fn visible_alert(state: &AppState, user: &AuthUser, id: Uuid, need: Need) -> Result<alert::Model, AppError> {
+    access::require_greenhouses(user)?;
     let a = alert::Entity::find_by_id(id)
         .one(&state.db)
         .await?

@@ -228,6 +228,7 @@ async fn check_device(state: &AppState, grower_id: Uuid, device_id: Option<Uuid>
 
 /// A rule the caller may `need`: 404 when it does not exist or is in a grower they are not in.
 async fn visible_rule(state: &AppState, user: &AuthUser, id: Uuid, need: Need) -> Result<rule::Model, AppError> {
+    access::require_greenhouses(user)?;
     let r = rule::Entity::find_by_id(id)
         .filter(rule::Column::DeletedAt.is_null())
         .one(&state.db)
@@ -421,7 +422,9 @@ async fn update_rule(
     let redefined =
         engine::Rule::from_model(&r) != engine::Rule::from_model(&before) || r.device_id != before.device_id;
     let txn = crate::db::begin_write(&state.db).await?;
-    let mut active = r.clone().into_active_model();
+    // Every field written (`into_active_model` alone marks them unchanged and writes nothing),
+    // except those a PATCH never changes.
+    let mut active = sea_orm::ActiveModelTrait::reset_all(r.clone().into_active_model());
     active.id = sea_orm::ActiveValue::Unchanged(r.id);
     active.created_at = sea_orm::ActiveValue::Unchanged(r.created_at);
     active.created_by = sea_orm::ActiveValue::Unchanged(r.created_by);
