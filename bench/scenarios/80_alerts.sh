@@ -21,7 +21,8 @@ job_rate() {
     mkdir -p "$dir"
     (cd "$dir" && timeout 600 "$JOB_LOAD" "$url" "$BENCH_JOBS" "$BENCH_JOB_PRODUCERS" "$BENCH_JOB_CONCURRENCY") \
         >"$out" 2>"$BENCH_OUT/jobs-$name.err" || { bench_log "job_load failed, see $out"; return 1; }
-    python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["jobs_per_sec"])' "$out"
+    # The result is the last line (log lines, e.g. sqlx's slow-statement warnings, come first).
+    tail -n 1 "$out" | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["jobs_per_sec"])'
 }
 
 # rules_setup URL GROWER: 100 rules over m0..m3 that never fire.

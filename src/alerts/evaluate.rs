@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -29,24 +29,19 @@ use crate::{greenhouse::entity::device, jobs::BackgroundJob, state::AppState};
 /// A (rule, device).
 type Pair = (Uuid, Uuid);
 
-/// One reading to evaluate (`ts` in microseconds).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item {
-    #[serde(rename = "d")]
-    pub device_id: Uuid,
-    #[serde(rename = "m")]
-    pub metric: String,
-    #[serde(rename = "t")]
-    pub ts: i64,
-    #[serde(rename = "v")]
-    pub value: f64,
-}
-
-/// Readings of one grower that its rules watch, from one accepted batch.
+/// The readings of one accepted batch that a grower's rules watch, by reference: the devices
+/// and metrics, and the time range they span. The readings themselves are read back from
+/// `sensor_readings` (the batch committed with this job), so a job row stays small whatever
+/// the batch size.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EvaluateReadings {
     pub grower_id: Uuid,
-    pub readings: Vec<Item>,
+    pub devices: Vec<Uuid>,
+    pub metrics: Vec<String>,
+    /// First and last reading time, in microseconds since the epoch.
+    pub from_us: i64,
+    pub to_us: i64,
     /// When the batch was accepted (ms since the epoch), for `alert_event_latency_seconds`.
     pub accepted_at_ms: i64,
 }
@@ -58,25 +53,25 @@ impl BackgroundJob for EvaluateReadings {
     const TIMEOUT: Duration = Duration::from_secs(30);
 
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let metrics: Vec<&str> = {
-            let mut m: Vec<&str> = self.readings.iter().map(|r| r.metric.as_str()).collect();
-            m.sort_unstable();
-            m.dedup();
-            m
-        };
         let rules = rule::Entity::find()
             .filter(rule::Column::GrowerId.eq(self.grower_id))
             .filter(rule::Column::Enabled.eq(true))
             .filter(rule::Column::DeletedAt.is_null())
-            .filter(rule::Column::Metric.is_in(metrics))
+            .filter(rule::Column::Metric.is_in(self.metrics.iter().map(String::as_str)))
             .all(&state.db)
             .await?;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let from = DateTime::from_timestamp_micros(self.from_us).unwrap_or_default();
+        let to = DateTime::from_timestamp_micros(self.to_us).unwrap_or_default();
+        let readings =
+            crate::telemetry::store::readings_between(&state.db, &self.devices, &self.metrics, from, to).await?;
         // (rule, device) -> readings in time order.
         let mut pairs: BTreeMap<Pair, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
-        for r in &self.readings {
+        for r in &readings {
             for rule in rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id)) {
-                let ts = DateTime::from_timestamp_micros(r.ts).unwrap_or_default();
-                pairs.entry((rule.id, r.device_id)).or_default().push((ts, r.value));
+                pairs.entry((rule.id, r.device_id)).or_default().push((r.ts, r.value));
             }
         }
         if pairs.is_empty() {
@@ -209,15 +204,16 @@ async fn lock_states(
             )
             .exec_without_returning(txn)
             .await?;
-        let mut query = rule_state::Entity::find().filter(pair_condition(
-            chunk,
-            rule_state::Column::RuleId,
-            rule_state::Column::DeviceId,
-        ));
+        let wanted: std::collections::HashSet<&Pair> = chunk.iter().collect();
+        // Locked in key order, so two evaluations of overlapping pairs cannot deadlock.
+        let mut query = rule_state::Entity::find()
+            .filter(pair_condition(chunk, rule_state::Column::RuleId, rule_state::Column::DeviceId))
+            .order_by_asc(rule_state::Column::RuleId)
+            .order_by_asc(rule_state::Column::DeviceId);
         if txn.get_database_backend() == DatabaseBackend::Postgres {
             query = query.lock_exclusive();
         }
-        for s in query.all(txn).await? {
+        for s in query.all(txn).await?.into_iter().filter(|s| wanted.contains(&(s.rule_id, s.device_id))) {
             out.insert(
                 (s.rule_id, s.device_id),
                 engine::State {
@@ -234,8 +230,16 @@ async fn lock_states(
     Ok(out)
 }
 
+/// `a IN (…) AND b IN (…)`: a superset of the pairs (the caller keeps the pairs it asked for),
+/// and one short statement whatever the number of pairs.
 fn pair_condition(keys: &[(Uuid, Uuid)], a: impl ColumnTrait, b: impl ColumnTrait) -> Condition {
-    keys.iter().fold(Condition::any(), |c, (x, y)| c.add(Condition::all().add(a.eq(*x)).add(b.eq(*y))))
+    let mut xs: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let mut ys: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    ys.sort_unstable();
+    ys.dedup();
+    Condition::all().add(a.is_in(xs)).add(b.is_in(ys))
 }
 
 async fn save_states(
@@ -283,12 +287,15 @@ async fn open_alerts(
 ) -> Result<HashMap<(Uuid, Uuid), alert::Model>, DbErr> {
     let mut out = HashMap::new();
     for chunk in keys.chunks(500) {
+        let wanted: std::collections::HashSet<&Pair> = chunk.iter().collect();
         let rows = alert::Entity::find()
             .filter(alert::Column::Status.ne(alert::RESOLVED))
             .filter(pair_condition(chunk, alert::Column::RuleId, alert::Column::DeviceId))
             .all(txn)
             .await?;
-        out.extend(rows.into_iter().map(|a| ((a.rule_id, a.device_id), a)));
+        out.extend(
+            rows.into_iter().filter(|a| wanted.contains(&(a.rule_id, a.device_id))).map(|a| ((a.rule_id, a.device_id), a)),
+        );
     }
     Ok(out)
 }

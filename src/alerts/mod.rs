@@ -139,7 +139,8 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
         }
     }
     let mut watches: HashMap<Uuid, Arc<Watch>> = HashMap::new();
-    let mut per_grower: HashMap<Uuid, Vec<evaluate::Item>> = HashMap::new();
+    // Per grower: the watched devices, metrics and time range.
+    let mut per_grower: HashMap<Uuid, (HashSet<Uuid>, HashSet<&str>, i64, i64)> = HashMap::new();
     for r in readings {
         let Some(grower) = alerts.device_growers.get(&r.device_id) else { continue };
         let watch = match watches.get(&grower) {
@@ -153,25 +154,30 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
         if watch.is_empty() {
             continue;
         }
-        // Allocation-free lookups would need a borrowed key type; the metric clone is cheap next
-        // to the insert, and only happens for growers that have rules.
-        let metric = r.metric.clone();
-        let any = (None, metric);
+        let any = (None, r.metric.clone());
         let hit = watch.contains(&any) || watch.contains(&(Some(r.device_id), any.1));
         if hit {
-            per_grower.entry(grower).or_default().push(evaluate::Item {
-                device_id: r.device_id,
-                metric: r.metric.clone(),
-                ts: r.ts.timestamp_micros(),
-                value: r.value,
-            });
+            let ts = r.ts.timestamp_micros();
+            let e = per_grower.entry(grower).or_insert_with(|| (HashSet::new(), HashSet::new(), ts, ts));
+            e.0.insert(r.device_id);
+            e.1.insert(r.metric.as_str());
+            e.2 = e.2.min(ts);
+            e.3 = e.3.max(ts);
         }
     }
     let accepted_at_ms = accepted_at.timestamp_millis();
     per_grower
         .into_iter()
-        .map(|(grower_id, readings)| {
-            NewJob::of(&evaluate::EvaluateReadings { grower_id, readings, accepted_at_ms }, accepted_at)
+        .map(|(grower_id, (devices, metrics, from_us, to_us))| {
+            let job = evaluate::EvaluateReadings {
+                grower_id,
+                devices: devices.into_iter().collect(),
+                metrics: metrics.into_iter().map(str::to_owned).collect(),
+                from_us,
+                to_us,
+                accepted_at_ms,
+            };
+            NewJob::of(&job, accepted_at)
         })
         .collect()
 }

@@ -22,12 +22,25 @@ pub async fn claim<C: ConnectionTrait>(
     lease: Duration,
     limit: u64,
 ) -> Result<Vec<entity::Model>, DbErr> {
+    let leases: Vec<(&'static str, Duration)> = types.iter().map(|t| (*t, lease)).collect();
+    claim_leased(db, &leases, worker, now, limit).await
+}
+
+/// As [`claim`], with a lease per job type (`(type, lease)`), so a short job whose worker died
+/// is retried soon while a long one keeps the time it needs.
+pub async fn claim_leased<C: ConnectionTrait>(
+    db: &C,
+    leases: &[(&'static str, Duration)],
+    worker: &str,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<entity::Model>, DbErr> {
     let due = Query::select()
         .column(Column::Id)
         .from(entity::Entity)
         .and_where(Column::Status.eq(QUEUED))
         .and_where(Column::RunAt.lte(now))
-        .and_where(Column::JobType.is_in(types.iter().copied()))
+        .and_where(Column::JobType.is_in(leases.iter().map(|(t, _)| *t)))
         .order_by(Column::Priority, Order::Desc)
         .order_by(Column::RunAt, Order::Asc)
         .limit(limit)
@@ -35,12 +48,29 @@ pub async fn claim<C: ConnectionTrait>(
         // at a time, and the builder leaves the clause out there.
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .to_owned();
-    let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+    let until = |lease: Duration| now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+    let longest = leases.iter().map(|(_, l)| *l).max().unwrap_or(Duration::from_secs(300));
+    let mut distinct: Vec<Duration> = leases.iter().map(|(_, l)| *l).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let locked_until: Expr = if distinct.len() <= 1 {
+        Expr::value(until(longest))
+    } else {
+        let mut case: Option<sea_orm::sea_query::CaseStatement> = None;
+        for (t, l) in leases {
+            let cond = Expr::col(Column::JobType).eq(*t);
+            case = Some(match case {
+                None => Expr::case(cond, until(*l)),
+                Some(c) => c.case(cond, until(*l)),
+            });
+        }
+        case.map(|c| c.finally(until(longest)).into()).unwrap_or_else(|| Expr::value(until(longest)))
+    };
     let claim = Query::update()
         .table(entity::Entity)
         .value(Column::Status, RUNNING)
         .value(Column::Attempts, Expr::col(Column::Attempts).add(1))
-        .value(Column::LockedUntil, until)
+        .value(Column::LockedUntil, locked_until)
         .value(Column::LockedBy, worker)
         .value(Column::UpdatedAt, now)
         .and_where(Column::Id.in_subquery(due))

@@ -9,7 +9,8 @@ use tokio::{sync::Semaphore, task::JoinHandle};
 use super::{Permanent, entity, queue};
 use crate::{metrics::JobLabels, state::AppState};
 
-/// How long a claimed job is leased beyond its own timeout before another worker may take it.
+/// How long a claimed job is leased beyond twice its own timeout (it may wait for one running
+/// job before it starts) before another worker may take it.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// Where finished jobs go to be deleted: at once (`None`), or handed to the loop's completer,
@@ -76,9 +77,14 @@ async fn execute(state: &AppState, job: entity::Model, completer: &Completer) {
 }
 
 fn lease(state: &AppState) -> Duration {
-    let longest =
-        state.jobs.registry.names().iter().filter_map(|n| state.jobs.registry.get(n)).map(|k| k.timeout).max();
-    longest.unwrap_or(Duration::from_secs(60)) + LEASE_MARGIN
+    let longest = state.jobs.registry.names().iter().filter_map(|n| state.jobs.registry.get(n)).map(|k| k.timeout).max();
+    longest.unwrap_or(Duration::from_secs(60)) * 2 + LEASE_MARGIN
+}
+
+/// Each job type's lease: twice its timeout plus a margin.
+fn leases(state: &AppState) -> Vec<(&'static str, Duration)> {
+    let registry = &state.jobs.registry;
+    registry.names().into_iter().filter_map(|n| registry.get(n).map(|k| (k.name, k.timeout * 2 + LEASE_MARGIN))).collect()
 }
 
 /// Runs every job that is due now, one at a time, until none is left; returns how many runs
@@ -128,16 +134,23 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
     let state = state.clone();
     tasks.push(tokio::spawn(async move {
         let completer: Completer = Some(done_tx);
-        let names = state.jobs.registry.names();
-        let slots = Arc::new(Semaphore::new(state.config.jobs.concurrency));
+        let leases = leases(&state);
+        let concurrency = state.config.jobs.concurrency;
+        // At most `concurrency` jobs run at once; up to as many more wait claimed, so claims come
+        // in batches (one statement per several jobs) while the running ones finish. A waiting
+        // job waits for at most one running job, which its lease (twice its timeout) allows.
+        let running = Arc::new(Semaphore::new(concurrency));
+        let claimed = Arc::new(Semaphore::new(concurrency * 2));
         let poll = state.config.jobs.poll_interval;
-        let lease = lease(&state);
         let mut last_recovery = std::time::Instant::now() - Duration::from_secs(3600);
         loop {
-            // Wait for a free slot before claiming, so a claimed job never waits for one.
-            let Ok(first) = slots.clone().acquire_owned().await else { return };
-            let mut permits = vec![first];
-            while let Ok(p) = slots.clone().try_acquire_owned() {
+            // Claim when at least `concurrency` claim slots are free (all of them when idle).
+            let mut permits = Vec::with_capacity(concurrency * 2);
+            for _ in 0..concurrency {
+                let Ok(p) = claimed.clone().acquire_owned().await else { return };
+                permits.push(p);
+            }
+            while let Ok(p) = claimed.clone().try_acquire_owned() {
                 permits.push(p);
             }
             let now = state.clock.now();
@@ -149,9 +162,8 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
                     Err(e) => tracing::warn!(error = %e, "could not recover expired job leases"),
                 }
             }
-            let claimed =
-                queue::claim(&state.db, &names, &state.jobs.worker_id, now, lease, permits.len() as u64).await;
-            let jobs = match claimed {
+            let jobs = match queue::claim_leased(&state.db, &leases, &state.jobs.worker_id, now, permits.len() as u64).await
+            {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim jobs; retrying");
@@ -162,11 +174,12 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
             };
             let full = jobs.len() == permits.len();
             for job in jobs {
-                let permit = permits.pop().expect("one permit per claimed job");
-                let (state, completer) = (state.clone(), completer.clone());
+                let slot = permits.pop().expect("one claim slot per claimed job");
+                let (state, completer, running) = (state.clone(), completer.clone(), running.clone());
                 tokio::spawn(async move {
+                    let Ok(_run) = running.acquire_owned().await else { return };
                     execute(&state, job, &completer).await;
-                    drop(permit);
+                    drop(slot);
                 });
             }
             drop(permits);

@@ -1087,3 +1087,35 @@ async fn batches_nothing_watches_enqueue_no_evaluation() {
     assert!(alerts_of(&app, &watched).await.is_empty());
     assert!(alerts_of(&app, &quiet).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_rule_created_on_one_instance_is_watched_at_once_by_another_through_redis() {
+    let (a, b, _dir) = crate::helpers::two_instances_on_redis(NO_WORKERS).await;
+    let gh = greenhouse(&a).await;
+    let dev = create_device(&a, &gh.owner, gh.grower_id, "sensor").await;
+    // Instance b learns (and caches) that nothing watches this grower.
+    send(&b, &gh.owner, vec![reading(dev.id, "temp", 10.0, base())]).await;
+    assert_eq!(queued_jobs(&b).await.0, 0);
+    new_rule(
+        &a,
+        &gh.owner,
+        json!({"growerId": gh.grower_id, "metric": "temp", "kind": "threshold", "op": "gt", "threshold": 30.0, "severity": "warning"}),
+    )
+    .await;
+    // The change reaches b through Redis (asynchronously: a few tries, each a new batch).
+    let mut watched = false;
+    for i in 1..=50 {
+        let batch = json!([reading(dev.id, "temp", 40.0, base() + Duration::seconds(i))]);
+        assert_eq!(post_batch(&b, &bearer(&gh.owner), &batch).await.status(), 202);
+        if queued_jobs(&b).await.0 > 0 {
+            watched = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(watched, "instance b never evaluated the rule created on a");
+    b.run_jobs().await;
+    let open = alerts_of(&b, &gh).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["status"], "active");
+}
