@@ -58,15 +58,13 @@ impl BackgroundJob for EvaluateReadings {
 
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
         let now = state.clock.now();
+        let txn = crate::db::begin_write(&state.db).await?;
         // Take over this grower's evaluations still waiting: under load, one run covers every
-        // batch that arrived meanwhile. They are read here and deleted in the write transaction
-        // below (so they go only if this run commits); the reads happen before it, so SQLite's
-        // write lock is held only for the writes.
+        // batch that arrived meanwhile (and their jobs go with this transaction).
         let mut job = self.clone();
         let group = self.grower_id.to_string();
-        let waiting = crate::jobs::queue::queued_group(&state.db, Self::NAME, &group, now, 500).await?;
-        for (_, payload) in &waiting {
-            if let Ok(other) = serde_json::from_value::<EvaluateReadings>(payload.clone()) {
+        for payload in crate::jobs::queue::take_group(&txn, Self::NAME, &group, now, 500).await? {
+            if let Ok(other) = serde_json::from_value::<EvaluateReadings>(payload) {
                 job.merge(other);
             }
         }
@@ -75,7 +73,7 @@ impl BackgroundJob for EvaluateReadings {
             .filter(rule::Column::Enabled.eq(true))
             .filter(rule::Column::DeletedAt.is_null())
             .filter(rule::Column::Metric.is_in(job.metrics.iter().map(String::as_str)))
-            .all(&state.db)
+            .all(&txn)
             .await?;
         let from = DateTime::from_timestamp_micros(job.from_us).unwrap_or_default();
         let to = DateTime::from_timestamp_micros(job.to_us).unwrap_or_default();
@@ -97,9 +95,6 @@ impl BackgroundJob for EvaluateReadings {
         let rules: HashMap<Uuid, rule::Model> = rules.into_iter().map(|r| (r.id, r)).collect();
         let keys: Vec<(Uuid, Uuid)> = pairs.keys().copied().collect();
         let mut changes = Vec::new();
-        let txn = crate::db::begin_write(&state.db).await?;
-        let taken: Vec<Uuid> = waiting.iter().map(|(id, _)| *id).collect();
-        crate::jobs::queue::delete_queued(&txn, &taken).await?;
         if !keys.is_empty() {
             let mut states = lock_states(&txn, &keys, now).await?;
             let mut open = open_alerts(&txn, &keys).await?;

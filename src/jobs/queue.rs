@@ -82,41 +82,30 @@ pub async fn claim_leased<C: ConnectionTrait>(
     Ok(jobs)
 }
 
-/// The queued, due jobs of `job_type` in `group` (ids and arguments): work a run of that type
-/// may take over, deleting them with [`delete_queued`] in its own transaction.
-pub async fn queued_group<C: ConnectionTrait>(
+/// Takes (deletes and returns the arguments of) the queued jobs of `job_type` in `group` that
+/// are due, inside the caller's transaction: a run that will do their work too. Jobs another
+/// worker holds are not taken. Rolled back with the transaction if the run fails.
+pub async fn take_group<C: ConnectionTrait>(
     db: &C,
     job_type: &str,
     group: &str,
     now: DateTime<Utc>,
     limit: u64,
-) -> Result<Vec<(Uuid, serde_json::Value)>, DbErr> {
-    use sea_orm::{QueryOrder, QuerySelect};
-    entity::Entity::find()
-        .select_only()
-        .columns([Column::Id, Column::Payload])
-        .filter(Column::Status.eq(QUEUED))
-        .filter(Column::JobType.eq(job_type))
-        .filter(Column::GroupKey.eq(group))
-        .filter(Column::RunAt.lte(now))
-        .order_by_asc(Column::RunAt)
+) -> Result<Vec<serde_json::Value>, DbErr> {
+    let due = Query::select()
+        .column(Column::Id)
+        .from(entity::Entity)
+        .and_where(Column::Status.eq(QUEUED))
+        .and_where(Column::JobType.eq(job_type))
+        .and_where(Column::GroupKey.eq(group))
+        .and_where(Column::RunAt.lte(now))
         .limit(limit)
-        .into_tuple()
-        .all(db)
-        .await
-}
-
-/// Deletes those of `ids` that are still queued (a worker may have claimed some meanwhile: it
-/// will run them, and runs are idempotent).
-pub async fn delete_queued<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<(), DbErr> {
-    for chunk in ids.chunks(500) {
-        entity::Entity::delete_many()
-            .filter(Column::Status.eq(QUEUED))
-            .filter(Column::Id.is_in(chunk.iter().copied()))
-            .exec(db)
-            .await?;
-    }
-    Ok(())
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let take =
+        Query::delete().from_table(entity::Entity).and_where(Column::Id.in_subquery(due)).returning_all().to_owned();
+    let stmt = db.get_database_backend().build(&take);
+    Ok(entity::Model::find_by_statement(stmt).all(db).await?.into_iter().map(|j| j.payload).collect())
 }
 
 /// A run succeeded: the job is gone. `attempt` fences out a worker whose lease was taken over.
