@@ -52,36 +52,21 @@ impl BackgroundJob for EvaluateReadings {
     const MAX_ATTEMPTS: i32 = 8;
     const TIMEOUT: Duration = Duration::from_secs(30);
 
-    fn group_key(&self) -> Option<String> {
-        Some(self.grower_id.to_string())
-    }
-
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let now = state.clock.now();
-        let txn = crate::db::begin_write(&state.db).await?;
-        // Take over this grower's evaluations still waiting: under load, one run covers every
-        // batch that arrived meanwhile (and their jobs go with this transaction).
-        let mut job = self.clone();
-        let group = self.grower_id.to_string();
-        for payload in crate::jobs::queue::take_group(&txn, Self::NAME, &group, now, 500).await? {
-            if let Ok(other) = serde_json::from_value::<EvaluateReadings>(payload) {
-                job.merge(other);
-            }
-        }
         let rules = rule::Entity::find()
-            .filter(rule::Column::GrowerId.eq(job.grower_id))
+            .filter(rule::Column::GrowerId.eq(self.grower_id))
             .filter(rule::Column::Enabled.eq(true))
             .filter(rule::Column::DeletedAt.is_null())
-            .filter(rule::Column::Metric.is_in(job.metrics.iter().map(String::as_str)))
-            .all(&txn)
+            .filter(rule::Column::Metric.is_in(self.metrics.iter().map(String::as_str)))
+            .all(&state.db)
             .await?;
-        let from = DateTime::from_timestamp_micros(job.from_us).unwrap_or_default();
-        let to = DateTime::from_timestamp_micros(job.to_us).unwrap_or_default();
-        let readings = if rules.is_empty() {
-            Vec::new()
-        } else {
-            crate::telemetry::store::readings_between(&state.db, &job.devices, &job.metrics, from, to).await?
-        };
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let from = DateTime::from_timestamp_micros(self.from_us).unwrap_or_default();
+        let to = DateTime::from_timestamp_micros(self.to_us).unwrap_or_default();
+        let readings =
+            crate::telemetry::store::readings_between(&state.db, &self.devices, &self.metrics, from, to).await?;
         // (rule, device) -> readings in time order.
         let mut pairs: BTreeMap<Pair, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
         for r in &readings {
@@ -89,52 +74,35 @@ impl BackgroundJob for EvaluateReadings {
                 pairs.entry((rule.id, r.device_id)).or_default().push((r.ts, r.value));
             }
         }
+        if pairs.is_empty() {
+            return Ok(());
+        }
         for readings in pairs.values_mut() {
             readings.sort_by_key(|r| r.0);
         }
         let rules: HashMap<Uuid, rule::Model> = rules.into_iter().map(|r| (r.id, r)).collect();
+        let now = state.clock.now();
+        let txn = crate::db::begin_write(&state.db).await?;
         let keys: Vec<(Uuid, Uuid)> = pairs.keys().copied().collect();
+        let mut states = lock_states(&txn, &keys, now).await?;
+        let mut open = open_alerts(&txn, &keys).await?;
         let mut changes = Vec::new();
-        if !keys.is_empty() {
-            let mut states = lock_states(&txn, &keys, now).await?;
-            let mut open = open_alerts(&txn, &keys).await?;
-            for ((rule_id, device_id), readings) in &pairs {
-                let model = &rules[rule_id];
-                let Some(rule) = engine::Rule::from_model(model) else { continue };
-                let st = states.entry((*rule_id, *device_id)).or_default();
-                let outcomes: Vec<Outcome> = readings.iter().map(|(ts, v)| engine::step(&rule, st, *ts, *v)).collect();
-                let current = open.remove(&(*rule_id, *device_id));
-                apply(&txn, model, *device_id, current, outcomes, now, &mut changes).await?;
-            }
-            save_states(&txn, &states, now).await?;
+        for ((rule_id, device_id), readings) in &pairs {
+            let model = &rules[rule_id];
+            let Some(rule) = engine::Rule::from_model(model) else { continue };
+            let st = states.entry((*rule_id, *device_id)).or_default();
+            let outcomes: Vec<Outcome> = readings.iter().map(|(ts, v)| engine::step(&rule, st, *ts, *v)).collect();
+            let current = open.remove(&(*rule_id, *device_id));
+            apply(&txn, model, *device_id, current, outcomes, now, &mut changes).await?;
         }
-        let accepted_at = DateTime::from_timestamp_millis(job.accepted_at_ms);
-        super::delivery::notify(&txn, state, job.grower_id, &changes, accepted_at).await?;
+        save_states(&txn, &states, now).await?;
+        let accepted_at = DateTime::from_timestamp_millis(self.accepted_at_ms);
+        super::delivery::notify(&txn, state, self.grower_id, &changes, accepted_at).await?;
         txn.commit().await?;
         if !changes.is_empty() {
             state.jobs.wake();
         }
         Ok(())
-    }
-}
-
-impl EvaluateReadings {
-    /// Widens this evaluation to cover `other` (of the same grower) too.
-    fn merge(&mut self, other: EvaluateReadings) {
-        for d in other.devices {
-            if !self.devices.contains(&d) {
-                self.devices.push(d);
-            }
-        }
-        for m in other.metrics {
-            if !self.metrics.contains(&m) {
-                self.metrics.push(m);
-            }
-        }
-        self.from_us = Ord::min(self.from_us, other.from_us);
-        self.to_us = Ord::max(self.to_us, other.to_us);
-        // The latency figure counts from the earliest batch covered.
-        self.accepted_at_ms = Ord::min(self.accepted_at_ms, other.accepted_at_ms);
     }
 }
 
@@ -326,9 +294,7 @@ async fn open_alerts(
             .all(txn)
             .await?;
         out.extend(
-            rows.into_iter()
-                .filter(|a| wanted.contains(&(a.rule_id, a.device_id)))
-                .map(|a| ((a.rule_id, a.device_id), a)),
+            rows.into_iter().filter(|a| wanted.contains(&(a.rule_id, a.device_id))).map(|a| ((a.rule_id, a.device_id), a)),
         );
     }
     Ok(out)

@@ -12,8 +12,6 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub job_type: String,
-    /// Jobs of one group may be merged by the job type (see `queue::take_group`).
-    pub group_key: Option<String>,
     pub payload: Json,
     pub priority: i16,
     pub status: String,

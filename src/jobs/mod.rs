@@ -48,11 +48,6 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// A run still going after this is abandoned (and retried).
     const TIMEOUT: Duration = Duration::from_secs(60);
 
-    /// Jobs with the same key may be merged by a run of that type (`queue::take_group`).
-    fn group_key(&self) -> Option<String> {
-        None
-    }
-
     /// Does the work. Must be safe to run again after a failure or a crash part-way.
     fn run(&self, state: &AppState) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
@@ -80,7 +75,6 @@ pub async fn enqueue_at<C: ConnectionTrait, J: BackgroundJob>(
     entity::Entity::insert(entity::ActiveModel {
         id: Set(row.id),
         job_type: Set(row.job_type.to_string()),
-        group_key: Set(row.group_key),
         payload: Set(row.payload),
         priority: Set(row.priority),
         status: Set(entity::QUEUED.to_string()),
@@ -108,7 +102,6 @@ pub async fn enqueue_at<C: ConnectionTrait, J: BackgroundJob>(
 pub struct NewJob {
     pub id: Uuid,
     pub job_type: &'static str,
-    pub group_key: Option<String>,
     pub payload: serde_json::Value,
     pub priority: i16,
     pub max_attempts: i32,
@@ -120,7 +113,6 @@ impl NewJob {
         Ok(Self {
             id: Uuid::now_v7(),
             job_type: J::NAME,
-            group_key: job.group_key(),
             payload: serde_json::to_value(job).map_err(|e| DbErr::Custom(format!("job arguments: {e}")))?,
             priority: J::PRIORITY,
             max_attempts: J::MAX_ATTEMPTS,
@@ -128,10 +120,9 @@ impl NewJob {
         })
     }
 
-    /// The insert, with `$1`..`$8` placeholders (SQLite takes them as `?1`..`?8`).
+    /// The insert, with `$1`..`$7` placeholders (SQLite takes them as `?1`..`?7`).
     pub const INSERT_SQL: &'static str = "INSERT INTO background_jobs (id, job_type, payload, priority, status, \
-         attempts, max_attempts, run_at, created_at, updated_at, group_key) \
-         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7, $8)";
+         attempts, max_attempts, run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)";
 
     /// Inserts on a PostgreSQL connection (inside the caller's sqlx transaction) and notifies.
     pub async fn insert_pg(&self, conn: &mut sea_orm::sqlx::PgConnection) -> Result<(), sea_orm::sqlx::Error> {
@@ -144,7 +135,6 @@ impl NewJob {
             .bind(self.max_attempts)
             .bind(self.run_at)
             .bind(Utc::now())
-            .bind(self.group_key.as_deref())
             .execute(&mut *conn)
             .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {CHANNEL}"))).execute(&mut *conn).await?;
@@ -162,7 +152,6 @@ impl NewJob {
             .bind(self.max_attempts)
             .bind(self.run_at)
             .bind(Utc::now())
-            .bind(self.group_key.as_deref())
             .execute(&mut *conn)
             .await?;
         Ok(())

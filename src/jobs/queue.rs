@@ -82,32 +82,6 @@ pub async fn claim_leased<C: ConnectionTrait>(
     Ok(jobs)
 }
 
-/// Takes (deletes and returns the arguments of) the queued jobs of `job_type` in `group` that
-/// are due, inside the caller's transaction: a run that will do their work too. Jobs another
-/// worker holds are not taken. Rolled back with the transaction if the run fails.
-pub async fn take_group<C: ConnectionTrait>(
-    db: &C,
-    job_type: &str,
-    group: &str,
-    now: DateTime<Utc>,
-    limit: u64,
-) -> Result<Vec<serde_json::Value>, DbErr> {
-    let due = Query::select()
-        .column(Column::Id)
-        .from(entity::Entity)
-        .and_where(Column::Status.eq(QUEUED))
-        .and_where(Column::JobType.eq(job_type))
-        .and_where(Column::GroupKey.eq(group))
-        .and_where(Column::RunAt.lte(now))
-        .limit(limit)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .to_owned();
-    let take =
-        Query::delete().from_table(entity::Entity).and_where(Column::Id.in_subquery(due)).returning_all().to_owned();
-    let stmt = db.get_database_backend().build(&take);
-    Ok(entity::Model::find_by_statement(stmt).all(db).await?.into_iter().map(|j| j.payload).collect())
-}
-
 /// A run succeeded: the job is gone. `attempt` fences out a worker whose lease was taken over.
 pub async fn complete<C: ConnectionTrait>(db: &C, id: Uuid, attempt: i32) -> Result<(), DbErr> {
     complete_many(db, &[(id, attempt)]).await

@@ -29,7 +29,6 @@ enum BackgroundJobs {
     Table,
     Id,
     JobType,
-    GroupKey,
     Payload,
     Priority,
     Status,
@@ -165,8 +164,6 @@ const INDEXES: &[&str] = &[
     "CREATE INDEX idx_background_jobs_due ON background_jobs (priority DESC, run_at) WHERE status = 'queued'",
     "CREATE INDEX idx_background_jobs_lease ON background_jobs (locked_until) WHERE status = 'running'",
     "CREATE INDEX idx_background_jobs_type ON background_jobs (job_type, status)",
-    // A job may take over the queued jobs of its group (rule evaluations of one grower).
-    "CREATE INDEX idx_background_jobs_group ON background_jobs (job_type, group_key) WHERE status = 'queued'",
     "CREATE INDEX idx_alert_rules_grower ON alert_rules (grower_id, created_at) WHERE deleted_at IS NULL",
     "CREATE UNIQUE INDEX uq_alerts_open ON alerts (rule_id, device_id) WHERE status <> 'resolved'",
     "CREATE INDEX idx_alerts_grower ON alerts (grower_id, status, created_at)",
@@ -189,7 +186,6 @@ impl MigrationTrait for Migration {
                 .table(BackgroundJobs::Table)
                 .col(uuid(BackgroundJobs::Id).primary_key())
                 .col(string_len(BackgroundJobs::JobType, 64))
-                .col(string_len_null(BackgroundJobs::GroupKey, 64))
                 .col(json_binary(BackgroundJobs::Payload))
                 .col(small_integer(BackgroundJobs::Priority).default(0))
                 .col(string_len(BackgroundJobs::Status, 16))

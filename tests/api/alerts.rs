@@ -1119,30 +1119,3 @@ async fn a_rule_created_on_one_instance_is_watched_at_once_by_another_through_re
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["status"], "active");
 }
-
-#[tokio::test]
-async fn waiting_evaluations_of_one_grower_are_done_in_one_run() {
-    let app = app().await;
-    let gh = greenhouse(&app).await;
-    let dev = create_device(&app, &gh.owner, gh.grower_id, "sensor").await;
-    new_rule(
-        &app,
-        &gh.owner,
-        json!({"growerId": gh.grower_id, "metric": "temp", "kind": "threshold", "op": "gt", "threshold": 30.0, "forSeconds": 60, "severity": "warning"}),
-    )
-    .await;
-    // Three batches arrive before any worker runs: three evaluations wait.
-    for (s, v) in [(0, 31.0), (30, 32.0), (61, 33.0)] {
-        let batch = json!([reading(dev.id, "temp", v, base() + Duration::seconds(s))]);
-        assert_eq!(post_batch(&app, &bearer(&gh.owner), &batch).await.status(), 202);
-    }
-    let (evaluations, all) = queued_jobs(&app).await;
-    assert_eq!(evaluations, 3);
-    // One evaluation takes the other two over: every other job runs, plus the event it publishes.
-    assert_eq!(app.run_jobs().await as u64, all - 2 + 1);
-    assert_eq!(queued_jobs(&app).await, (0, 0));
-    // The streak across the three batches was seen whole: held 61 s, so it fired once, at 33.
-    let open = alerts_of(&app, &gh).await;
-    assert_eq!(open.len(), 1, "{open:?}");
-    assert_eq!((open[0]["value"].as_f64(), open[0]["count"].as_i64()), (Some(33.0), Some(1)));
-}

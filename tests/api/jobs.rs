@@ -87,7 +87,6 @@ async fn insert_unparseable_mail(app: &TestApp) -> Uuid {
     job_row::Entity::insert(job_row::ActiveModel {
         id: Set(id),
         job_type: Set("send_email".into()),
-        group_key: Set(None),
         payload: Set(json!({"oops": 1})),
         priority: Set(0),
         status: Set(QUEUED.into()),
