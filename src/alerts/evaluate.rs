@@ -294,7 +294,9 @@ async fn open_alerts(
             .all(txn)
             .await?;
         out.extend(
-            rows.into_iter().filter(|a| wanted.contains(&(a.rule_id, a.device_id))).map(|a| ((a.rule_id, a.device_id), a)),
+            rows.into_iter()
+                .filter(|a| wanted.contains(&(a.rule_id, a.device_id)))
+                .map(|a| ((a.rule_id, a.device_id), a)),
         );
     }
     Ok(out)

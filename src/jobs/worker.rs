@@ -77,14 +77,19 @@ async fn execute(state: &AppState, job: entity::Model, completer: &Completer) {
 }
 
 fn lease(state: &AppState) -> Duration {
-    let longest = state.jobs.registry.names().iter().filter_map(|n| state.jobs.registry.get(n)).map(|k| k.timeout).max();
+    let longest =
+        state.jobs.registry.names().iter().filter_map(|n| state.jobs.registry.get(n)).map(|k| k.timeout).max();
     longest.unwrap_or(Duration::from_secs(60)) * 2 + LEASE_MARGIN
 }
 
 /// Each job type's lease: twice its timeout plus a margin.
 fn leases(state: &AppState) -> Vec<(&'static str, Duration)> {
     let registry = &state.jobs.registry;
-    registry.names().into_iter().filter_map(|n| registry.get(n).map(|k| (k.name, k.timeout * 2 + LEASE_MARGIN))).collect()
+    registry
+        .names()
+        .into_iter()
+        .filter_map(|n| registry.get(n).map(|k| (k.name, k.timeout * 2 + LEASE_MARGIN)))
+        .collect()
 }
 
 /// Runs every job that is due now, one at a time, until none is left; returns how many runs
@@ -162,16 +167,16 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
                     Err(e) => tracing::warn!(error = %e, "could not recover expired job leases"),
                 }
             }
-            let jobs = match queue::claim_leased(&state.db, &leases, &state.jobs.worker_id, now, permits.len() as u64).await
-            {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not claim jobs; retrying");
-                    drop(permits);
-                    tokio::time::sleep(poll).await;
-                    continue;
-                }
-            };
+            let jobs =
+                match queue::claim_leased(&state.db, &leases, &state.jobs.worker_id, now, permits.len() as u64).await {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim jobs; retrying");
+                        drop(permits);
+                        tokio::time::sleep(poll).await;
+                        continue;
+                    }
+                };
             let full = jobs.len() == permits.len();
             for job in jobs {
                 let slot = permits.pop().expect("one claim slot per claimed job");

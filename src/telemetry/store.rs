@@ -229,7 +229,10 @@ pub async fn readings_between(
             .fetch_all(db.get_postgres_connection_pool())
             .await
             .map_err(db_err)?;
-            Ok(rows.into_iter().map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts, value }).collect())
+            Ok(rows
+                .into_iter()
+                .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts, value })
+                .collect())
         }
         _ => {
             let sql = format!(
