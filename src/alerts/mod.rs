@@ -140,7 +140,7 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
     }
     let mut watches: HashMap<Uuid, Arc<Watch>> = HashMap::new();
     // Per grower: the watched devices, metrics and time range.
-    let mut per_grower: HashMap<Uuid, (HashSet<Uuid>, HashSet<&str>, i64, i64)> = HashMap::new();
+    let mut per_grower: HashMap<Uuid, Span<'_>> = HashMap::new();
     for r in readings {
         let Some(grower) = alerts.device_growers.get(&r.device_id) else { continue };
         let watch = match watches.get(&grower) {
@@ -181,6 +181,9 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
         })
         .collect()
 }
+
+/// The watched part of a batch for one grower: devices, metrics, first and last time (µs).
+type Span<'a> = (HashSet<Uuid>, HashSet<&'a str>, i64, i64);
 
 /// How an alert changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
