@@ -96,10 +96,7 @@ async fn worker(mut config: Config) -> anyhow::Result<()> {
     if config.jobs.concurrency == 0 {
         config.jobs.concurrency = 4;
     }
-    let db = crate::db::connect(&config.database).await?;
-    if config.auto_migrate {
-        Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
-    }
+    let db = crate::startup::open_database(&config).await?;
     let concurrency = config.jobs.concurrency;
     let addr = std::net::SocketAddr::new(config.http.host, config.http.port);
     let state = crate::AppState::new(config, db)?;

@@ -24,10 +24,7 @@ impl Application {
 
     /// As [`build`](Self::build), with extra routes under the same middleware stack.
     pub async fn build_with(config: Config, extra: Router<AppState>) -> anyhow::Result<Self> {
-        let db = crate::db::connect(&config.database).await?;
-        if config.auto_migrate {
-            Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
-        }
+        let db = open_database(&config).await?;
         let addr = SocketAddr::new(config.http.host, config.http.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let state = AppState::new(config, db)?;
@@ -79,6 +76,16 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "listening");
         self.run_until(shutdown_signal()).await
     }
+}
+
+/// Connects to the database (waiting for it) and applies pending migrations unless
+/// `MASH_AUTO_MIGRATE=false`: how `serve` and `worker` start.
+pub async fn open_database(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let db = crate::db::connect(&config.database).await?;
+    if config.auto_migrate {
+        Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+    }
+    Ok(db)
 }
 
 /// Resolves on SIGTERM (orchestrators) or SIGINT (Ctrl-C).

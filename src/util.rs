@@ -8,6 +8,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// HMAC-SHA256 of `"{t}.{body}"` keyed with `secret`: the `v1` signature of Stripe's webhooks,
+/// which our own alert webhooks use too.
+pub fn timestamped_mac(secret: &str, t: i64, body: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
 /// Writes a file only its owner can read (keys, secrets), replacing any previous content.
 pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;

@@ -90,11 +90,8 @@ async fn visible_alert(state: &AppState, user: &AuthUser, id: Uuid, need: Need) 
         .one(&state.db)
         .await?
         .ok_or_else(|| AppError::NotFound("alert not found".into()))?;
-    match access::grower(&state.db, user, a.grower_id, need).await {
-        Err(AppError::NotFound(_)) => Err(AppError::NotFound("alert not found".into())),
-        Err(e) => Err(e),
-        Ok(_) => Ok(a),
-    }
+    access::grower_of(&state.db, user, a.grower_id, need, "alert not found").await?;
+    Ok(a)
 }
 
 /// One alert.

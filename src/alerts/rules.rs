@@ -234,11 +234,8 @@ async fn visible_rule(state: &AppState, user: &AuthUser, id: Uuid, need: Need) -
         .one(&state.db)
         .await?
         .ok_or_else(|| AppError::NotFound("alert rule not found".into()))?;
-    match access::grower(&state.db, user, r.grower_id, need).await {
-        Err(AppError::NotFound(_)) => Err(AppError::NotFound("alert rule not found".into())),
-        Err(e) => Err(e),
-        Ok(_) => Ok(r),
-    }
+    access::grower_of(&state.db, user, r.grower_id, need, "alert rule not found").await?;
+    Ok(r)
 }
 
 /// Creates a rule (members of the grower and ADMIN).

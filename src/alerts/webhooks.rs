@@ -20,10 +20,8 @@ use std::{
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use garde::Validate;
-use hmac::{Hmac, Mac};
 use sea_orm::{ActiveValue::Set, EntityTrait, sea_query::OnConflict};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -42,11 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The hex signature of `t.body`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(crate::util::timestamped_mac(secret, t, body))
 }
 
 /// Whether an address is one the public internet can reach.

@@ -128,10 +128,22 @@ pub async fn device<C: ConnectionTrait>(
 ) -> Result<device::Model, AppError> {
     require_greenhouses(user)?;
     let d = find_live_device(db, device_id).await?.ok_or_else(|| AppError::NotFound("device not found".into()))?;
-    match grower(db, user, d.grower_id, need).await {
-        Err(AppError::NotFound(_)) => Err(AppError::NotFound("device not found".into())),
-        Err(e) => Err(e),
-        Ok(_) => Ok(d),
+    grower_of(db, user, d.grower_id, need, "device not found").await?;
+    Ok(d)
+}
+
+/// [`grower`] for something that belongs to a grower (a device, a rule, an alert): a grower the
+/// caller is not in answers 404 `not_found`, naming the thing, never the grower.
+pub async fn grower_of<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    grower_id: Uuid,
+    need: Need,
+    not_found: &str,
+) -> Result<Standing, AppError> {
+    match grower(db, user, grower_id, need).await {
+        Err(AppError::NotFound(_)) => Err(AppError::NotFound(not_found.into())),
+        other => other,
     }
 }
 

@@ -9,9 +9,7 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 
 use super::{EventKind, Intent, PaymentStatus, ProviderError, ProviderEvent};
 use crate::config::Secret;
@@ -54,11 +52,7 @@ pub fn verify_signature(
     if now.abs_diff(t) > tolerance.as_secs() {
         return Err(SignatureError::Stale);
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected = mac.finalize().into_bytes();
+    let expected = crate::util::timestamped_mac(secret, t, body);
     // Every candidate is compared in full and in constant time.
     let mut matched = false;
     for sig in signatures {
@@ -225,6 +219,9 @@ fn intent_status(status: &str) -> PaymentStatus {
 
 #[cfg(test)]
 mod tests {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
     use super::*;
 
     // A signature computed by Stripe's own documented procedure for this secret, time and body.
