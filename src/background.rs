@@ -10,6 +10,7 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
     tasks.extend(crate::telemetry::mqtt::spawn(state));
     tasks.extend(crate::shop::spawn_background(state));
     tasks.extend(crate::alerts::spawn_background(state));
+    tasks.extend(crate::realtime::spawn_background(state));
     if state.config.jobs.concurrency > 0 {
         tasks.extend(spawn_workers(state));
     }

@@ -316,6 +316,28 @@ pub struct Config {
     pub shop: ShopConfig,
     pub jobs: JobsConfig,
     pub alerts: AlertsConfig,
+    pub realtime: RealtimeConfig,
+}
+
+/// Realtime connections (WebSocket and SSE): keep-alive, timeouts, queues and replay.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// Server pings (WebSocket) and keep-alive comments (SSE) go out this often.
+    pub ping_interval: Duration,
+    /// A WebSocket from which nothing arrived for this long is closed as dead.
+    pub idle_timeout: Duration,
+    /// Time for the first `auth` message of a connection without a token in its URL.
+    pub auth_timeout: Duration,
+    /// Time for a new `auth` message after `auth_expired`.
+    pub auth_grace: Duration,
+    /// Outbound messages a connection may fall behind before it is closed as too slow.
+    pub queue: usize,
+    /// Events held per path for resume.
+    pub replay_events: usize,
+    /// How long they are held (and a path's buffer after its last subscriber left).
+    pub replay_window: Duration,
+    /// Paths one connection may subscribe to.
+    pub max_subscriptions: usize,
 }
 
 /// One line naming the variable and what is wrong with it.
@@ -465,6 +487,28 @@ fn jobs_config(env: &Env) -> Result<JobsConfig, ConfigError> {
         return Err(bad("JOB_DEAD_RETENTION_DAYS", "expected 1..=3650"));
     }
     Ok(JobsConfig { concurrency, poll_interval: Duration::from_millis(poll_ms), dead_retention_days })
+}
+
+fn realtime_config(env: &Env) -> Result<RealtimeConfig, ConfigError> {
+    let ranged = |var: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| {
+        let n: usize = env.parse(var, default, "a whole number")?;
+        if range.contains(&n) { Ok(n) } else { Err(bad(var, format!("expected {}..={}", range.start(), range.end()))) }
+    };
+    let ping_interval = env.seconds("REALTIME_PING_SECS", 10)?;
+    let idle_timeout = env.seconds("REALTIME_IDLE_TIMEOUT_SECS", 30)?;
+    if idle_timeout <= ping_interval {
+        return Err(bad("REALTIME_IDLE_TIMEOUT_SECS", "must be longer than REALTIME_PING_SECS"));
+    }
+    Ok(RealtimeConfig {
+        ping_interval,
+        idle_timeout,
+        auth_timeout: env.seconds("REALTIME_AUTH_TIMEOUT_SECS", 10)?,
+        auth_grace: env.seconds("REALTIME_AUTH_GRACE_SECS", 60)?,
+        queue: ranged("REALTIME_QUEUE", 256, 1..=65_536)?,
+        replay_events: ranged("REALTIME_REPLAY_EVENTS", 256, 1..=100_000)?,
+        replay_window: env.seconds("REALTIME_REPLAY_SECS", 300)?,
+        max_subscriptions: ranged("REALTIME_MAX_SUBSCRIPTIONS", 100, 1..=10_000)?,
+    })
 }
 
 fn http_url(var: &'static str, raw: &str) -> Result<String, ConfigError> {
@@ -710,6 +754,7 @@ impl Config {
             shop,
             jobs: jobs_config(&env)?,
             alerts: alerts_config(&env)?,
+            realtime: realtime_config(&env)?,
             environment,
             auth,
             database,

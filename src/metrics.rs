@@ -59,6 +59,30 @@ pub struct Metrics {
     pub alert_event_latency: Histogram,
     /// Notification attempts, by channel and status.
     pub notifications: Family<NotificationLabels, Counter>,
+    /// Open realtime connections, by transport (`ws`, `sse`).
+    pub realtime_connections: Family<TransportLabels, Gauge>,
+    /// Subscriptions held by this process's connections.
+    pub realtime_subscriptions: Gauge,
+    /// Events published (in process: to an active path; with Redis: handed to the publisher).
+    pub realtime_events_published: Counter,
+    /// Events dropped because the Redis publishing queue was full.
+    pub realtime_events_dropped: Counter,
+    /// Messages written to realtime connections.
+    pub realtime_messages_sent: Counter,
+    /// Connections closed, by reason.
+    pub realtime_disconnects: Family<ReasonLabels, Counter>,
+}
+
+/// A realtime transport.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
+/// Why a realtime connection ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 /// A job type (static: the registry's names).
@@ -193,7 +217,41 @@ impl Metrics {
         );
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register("notifications", "Notification attempts, by channel and status", notifications.clone());
+        let realtime_connections = Family::<TransportLabels, Gauge>::default();
+        registry.register(
+            "realtime_connections",
+            "Open realtime connections, by transport",
+            realtime_connections.clone(),
+        );
+        let realtime_subscriptions = Gauge::default();
+        registry.register("realtime_subscriptions", "Realtime subscriptions held here", realtime_subscriptions.clone());
+        let realtime_events_published = Counter::default();
+        registry.register("realtime_events_published", "Realtime events published", realtime_events_published.clone());
+        let realtime_events_dropped = Counter::default();
+        registry.register(
+            "realtime_events_dropped",
+            "Realtime events dropped because the Redis publishing queue was full",
+            realtime_events_dropped.clone(),
+        );
+        let realtime_messages_sent = Counter::default();
+        registry.register(
+            "realtime_messages_sent",
+            "Messages written to realtime connections",
+            realtime_messages_sent.clone(),
+        );
+        let realtime_disconnects = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "realtime_disconnects",
+            "Realtime connections closed, by reason",
+            realtime_disconnects.clone(),
+        );
         Arc::new(Self {
+            realtime_connections,
+            realtime_subscriptions,
+            realtime_events_published,
+            realtime_events_dropped,
+            realtime_messages_sent,
+            realtime_disconnects,
             job_wait,
             job_duration,
             jobs_finished,

@@ -48,10 +48,14 @@ impl Application {
         let grace = self.state.config.http.shutdown_grace;
         let background = crate::background::spawn_all(&self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
         let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
+                // Realtime connections never end by themselves: close them (WebSockets with
+                // 1001) so the drain can finish.
+                state.realtime.shutdown();
                 tracing::info!("shutdown requested; draining requests in flight");
             });
         let deadline = async move {

@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 
 use crate::{
-    alerts::AlertsState, auth::AuthState, clock::Clock, config::Config, events::Events, greenhouse::GreenhouseState,
-    jobs::JobsState, mail, metrics::Metrics, shop::ShopState, telemetry::TelemetryState,
+    alerts::AlertsState, auth::AuthState, clock::Clock, config::Config, greenhouse::GreenhouseState, jobs::JobsState,
+    mail, metrics::Metrics, shop::ShopState, telemetry::TelemetryState,
 };
 
 /// Everything handlers share. An `Arc` inside, so cloning is a reference count.
@@ -26,8 +26,8 @@ pub struct Inner {
     pub clock: Clock,
     pub jobs: JobsState,
     pub alerts: AlertsState,
-    /// Realtime events, published in process.
-    pub events: Events,
+    /// Realtime: publishing, subscriptions, presence.
+    pub realtime: crate::realtime::Realtime,
     pub greenhouse: GreenhouseState,
     pub telemetry: TelemetryState,
     pub shop: ShopState,
@@ -49,16 +49,18 @@ impl AppState {
         let auth = AuthState::new(&config)?;
         let greenhouse = GreenhouseState::new(config.telemetry.offline_after);
         let shop = ShopState::new(&config)?;
+        let metrics = Metrics::new();
+        let realtime = crate::realtime::Realtime::new(&config, metrics.clone());
         Ok(Self(Arc::new(Inner {
+            realtime,
             mailer: mail::Transport::from_config(&config)?,
             clock: Clock::default(),
             jobs: JobsState::default(),
             alerts: AlertsState::new(&config)?,
-            events: Events::default(),
             config,
             db,
             redis,
-            metrics: Metrics::new(),
+            metrics,
             auth,
             greenhouse,
             telemetry: TelemetryState::default(),
@@ -75,7 +77,7 @@ pub struct Redis {
 }
 
 impl Redis {
-    fn new(url: &str) -> anyhow::Result<Self> {
+    pub fn new(url: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
         Ok(Self { client, conn: OnceCell::new() })
     }

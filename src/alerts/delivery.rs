@@ -211,7 +211,7 @@ impl BackgroundJob for PublishAlertEvents {
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
         let path = format!("/alerts/{}", self.grower_id);
         for e in &self.events {
-            state.events.publish(path.clone(), serde_json::json!({"change": e.change, "alert": e.alert}));
+            state.realtime.publish(&path, None, &serde_json::json!({"change": e.change, "alert": e.alert}));
         }
         if let Some(ms) = self.accepted_at_ms {
             let elapsed = (Utc::now().timestamp_millis() - ms).max(0) as f64 / 1000.0;

@@ -53,6 +53,12 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 
 /// Verifies an access token and checks that its session is not revoked. No database round trip.
 pub fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+    authenticate_until(state, token).map(|(user, _)| user)
+}
+
+/// [`authenticate`], also returning when the token expires (seconds since the epoch), for
+/// connections that outlive it.
+pub fn authenticate_until(state: &AppState, token: &str) -> Result<(AuthUser, i64), AppError> {
     let claims = state.auth.verified.verify(&state.auth.keys, token).map_err(|e| {
         tracing::debug!(reason = %e, "access token refused");
         AppError::Unauthorized(match e {
@@ -63,7 +69,7 @@ pub fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError>
     if state.auth.revocations.is_revoked(&claims.sid) {
         return Err(AppError::Unauthorized("session has been revoked".into()));
     }
-    Ok(AuthUser { user_id: claims.sub, session_id: claims.sid, role: claims.role })
+    Ok((AuthUser { user_id: claims.sub, session_id: claims.sid, role: claims.role }, claims.exp))
 }
 
 impl FromRequestParts<AppState> for AuthUser {

@@ -22,24 +22,37 @@ pub const CHANNEL: &str = "mash:auth:revoked-sessions";
 pub struct Revocations {
     revoked: moka::sync::Cache<Uuid, ()>,
     window: Duration,
+    /// Newly revoked sessions, for the realtime connections to close.
+    newly: tokio::sync::broadcast::Sender<Arc<[Uuid]>>,
 }
 
 impl Revocations {
     pub fn new(access_ttl: Duration) -> Arc<Self> {
         let window = access_ttl + Duration::from_secs(60);
         let revoked = moka::sync::Cache::builder().max_capacity(5_000_000).time_to_live(window).build();
-        Arc::new(Self { revoked, window })
+        Arc::new(Self { revoked, window, newly: tokio::sync::broadcast::channel(1024).0 })
     }
 
     pub fn is_revoked(&self, session_id: &Uuid) -> bool {
         self.revoked.contains_key(session_id)
     }
 
-    /// Marks sessions revoked in this process.
+    /// Marks sessions revoked in this process, and tells [`watch`](Self::watch)ers about the
+    /// ones that were not yet.
     pub fn insert_local(&self, session_ids: &[Uuid]) {
+        let new: Vec<Uuid> = session_ids.iter().copied().filter(|id| !self.revoked.contains_key(id)).collect();
         for id in session_ids {
             self.revoked.insert(*id, ());
         }
+        if !new.is_empty() {
+            let _ = self.newly.send(new.into());
+        }
+    }
+
+    /// Sessions as they get revoked (a receiver that lags is told so, and should re-check
+    /// what it holds with [`is_revoked`](Self::is_revoked)).
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Arc<[Uuid]>> {
+        self.newly.subscribe()
     }
 
     /// Re-reads sessions revoked since `since` (all that can still have live access tokens when

@@ -441,7 +441,7 @@ pub struct DeviceStateOut {
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-fn in_sync(d: &device::Model) -> bool {
+pub fn in_sync(d: &device::Model) -> bool {
     if let Some(v) = d.reported_version {
         return v >= d.desired_version;
     }
@@ -571,6 +571,11 @@ async fn put_desired(
     .await?;
     txn.commit().await?;
     let out = DesiredOut { desired, desired_version: version };
+    state.realtime.publish(
+        &format!("/controls/{id}/desired"),
+        Some(version),
+        &crate::realtime::paths::desired_data(id, &out.desired, version),
+    );
     crate::telemetry::desired_changed(&state, id, &out.desired, version).await;
     Ok(Json(out))
 }
@@ -635,5 +640,6 @@ async fn post_reported(
         .exec(&state.db)
         .await?;
     let d = own_device(&state, &auth).await?;
+    state.realtime.publish(&format!("/controls/{}/reported", d.id), None, &crate::realtime::paths::reported_data(&d));
     Ok(Json(state_out(&state, &d).await?))
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 pub mod access;
 pub mod device_auth;
-mod devices;
+pub mod devices;
 pub mod entity;
 mod growers;
 

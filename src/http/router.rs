@@ -33,6 +33,7 @@ pub const API_PREFIX: &str = "/api/v1";
         (name = "orders", description = "Orders: stock taken at order time, never oversold; `Idempotency-Key`"),
         (name = "payments", description = "Payments through the configured provider, and provider webhooks"),
         (name = "alerts", description = "Alert rules over telemetry, alerts, push targets and grower alert webhooks"),
+        (name = "realtime", description = "Path subscriptions over WebSocket and SSE: snapshot, live events, resume, presence"),
         (name = "admin", description = "Operator views: the job queue")
     )
 )]
@@ -73,7 +74,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(crate::telemetry::router())
         .merge(crate::shop::router())
         .merge(crate::alerts::router())
-        .merge(crate::jobs::router());
+        .merge(crate::jobs::router())
+        .merge(crate::realtime::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::router())
         .merge(crate::auth::well_known())

@@ -8,6 +8,7 @@ mod m20261122_000002_identity;
 mod m20261122_000003_greenhouse;
 mod m20261122_000004_shop;
 mod m20261123_000005_jobs_alerts;
+mod m20261124_000006_realtime;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_greenhouse::Migration),
             Box::new(m20261122_000004_shop::Migration),
             Box::new(m20261123_000005_jobs_alerts::Migration),
+            Box::new(m20261124_000006_realtime::Migration),
         ]
     }
 }

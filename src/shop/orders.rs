@@ -267,6 +267,22 @@ async fn items_of<C: ConnectionTrait>(
     Ok(by_order)
 }
 
+/// Tells the order's owner about a change on `/orders/{userId}` (call after commit).
+pub fn publish_change(state: &AppState, change: &str, user_id: Uuid, order: &OrderOut) {
+    state.realtime.publish(
+        &format!("/orders/{user_id}"),
+        None,
+        &serde_json::json!({ "change": change, "order": order }),
+    );
+}
+
+/// Orders as clients see them, items included, in the order given.
+pub async fn orders_out<C: ConnectionTrait>(db: &C, rows: &[order::Model]) -> Result<Vec<OrderOut>, sea_orm::DbErr> {
+    let ids: Vec<Uuid> = rows.iter().map(|o| o.id).collect();
+    let mut items = items_of(db, &ids).await?;
+    Ok(rows.iter().map(|o| order_out(o, &items.remove(&o.id).unwrap_or_default())).collect())
+}
+
 /// Loads one order for `me`: its owner or an ADMIN. Anyone else gets 404, exactly like an
 /// order that does not exist.
 pub async fn visible_order<C: ConnectionTrait>(db: &C, me: &AuthUser, id: Uuid) -> Result<order::Model, AppError> {
@@ -359,6 +375,7 @@ async fn create_order(
     let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::CREATED, &out).await?;
     txn.commit().await?;
     state.metrics.orders_created.inc();
+    publish_change(&state, "created", me.user_id, &out);
     state.shop.cache.invalidate(state.redis.as_ref()).await;
     Ok(res)
 }
@@ -439,9 +456,7 @@ async fn list_orders(
     let (rows, total) = page
         .fetch(&state.db, query, |q| q.order_by_desc(order::Column::CreatedAt).order_by_desc(order::Column::Id))
         .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|o| o.id).collect();
-    let mut items = items_of(&state.db, &ids).await?;
-    let data = rows.iter().map(|o| order_out(o, &items.remove(&o.id).unwrap_or_default())).collect();
+    let data = orders_out(&state.db, &rows).await?;
     Ok(Json(Page::new(data, &page, total)))
 }
 
@@ -484,6 +499,7 @@ async fn cancel_order(
     let out = full_order(&txn, &o).await?;
     let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::OK, &out).await?;
     txn.commit().await?;
+    publish_change(&state, "cancelled", o.user_id, &out);
     state.shop.cache.invalidate(state.redis.as_ref()).await;
     super::payments::cancel_at_provider(&state, open).await;
     Ok(res)
@@ -504,6 +520,7 @@ async fn fulfill_order(
     audit::record(&txn, Entry::new("order.fulfilled").by(Some(me.user_id)).on("order", id).client(&client)).await?;
     let out = full_order(&txn, &o).await?;
     txn.commit().await?;
+    publish_change(&state, "fulfilled", o.user_id, &out);
     Ok(Json(out))
 }
 

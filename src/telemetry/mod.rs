@@ -126,6 +126,11 @@ pub async fn ingest(
     if !jobs.is_empty() {
         state.jobs.wake();
     }
+    if accepted > 0 {
+        // Every reading of the batch when only some were new: readings carry their `ts`, so a
+        // subscriber that gets one again changes nothing.
+        state.realtime.publish_readings(&readings);
+    }
     let duplicates = total - accepted;
     state.metrics.telemetry_ingested.get_or_create(&SourceLabels { source }).inc_by(accepted);
     state.metrics.telemetry_duplicates.get_or_create(&SourceLabels { source }).inc_by(duplicates);

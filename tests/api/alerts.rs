@@ -4,14 +4,16 @@
 //! Time in these tests is the readings' own `ts` (a base an hour ago plus seconds), except for
 //! `stale`, which compares with `app.state.clock`; readings for it are stamped with that clock.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, Utc};
-use mash::{alerts::evaluate::CheckStale, events::Event, jobs::entity as job};
+use mash::{
+    alerts::evaluate::CheckStale,
+    jobs::entity as job,
+    realtime::hub::{Delivery, Outlet},
+};
 use reqwest::Method;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::Receiver;
+use tokio::sync::mpsc::Receiver;
 use uuid::Uuid;
 
 use crate::{
@@ -94,13 +96,24 @@ async fn get_alert(app: &TestApp, who: &Account, id: &Value) -> Value {
     json_of(get_authed(app, &alert_path(id), &who.access).await, 200).await
 }
 
-/// The `/alerts/{grower}` events published since the last call, in order (other paths skipped).
-fn alert_events(rx: &mut Receiver<Arc<Event>>, grower_id: Uuid) -> Vec<Value> {
+/// Subscribes to `/alerts/{grower}` on the app's realtime hub, as a connection would.
+fn watch(app: &TestApp, grower_id: Uuid) -> Receiver<Delivery> {
+    static CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX / 2);
+    let (outlet, rx) = Outlet::new(4096);
+    let conn = CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.state.realtime.hub.attach(&format!("/alerts/{grower_id}"), conn, &outlet, None);
+    rx
+}
+
+/// The `data` of the `/alerts/{grower}` events published since the last call, in order.
+fn alert_events(rx: &mut Receiver<Delivery>, grower_id: Uuid) -> Vec<Value> {
     let path = format!("/alerts/{grower_id}");
     let mut out = Vec::new();
     while let Ok(e) = rx.try_recv() {
-        if e.path == path {
-            out.push(e.data.clone());
+        let message: Value = serde_json::from_str(&e.text).expect("an event is JSON");
+        assert_eq!(message["type"], "event");
+        if message["path"] == path.as_str() {
+            out.push(message["data"].clone());
         }
     }
     out
@@ -167,7 +180,7 @@ async fn a_threshold_rule_opens_one_alert_and_publishes_it() {
         .await
         .unwrap();
     let rule = json_of(rule, 201).await;
-    let mut events = app.state.events.subscribe();
+    let mut events = watch(&app, gh.grower_id);
     let t0 = Utc::now() - Duration::minutes(5);
     let batch = json!([reading(dev.id, "temp", 31.0, t0), reading(dev.id, "temp", 35.0, t0 + Duration::seconds(1))]);
     assert_eq!(post_batch(&app, &bearer(&gh.owner), &batch).await.status(), 202);
@@ -181,9 +194,8 @@ async fn a_threshold_rule_opens_one_alert_and_publishes_it() {
     assert_eq!(a["status"], "active");
     assert_eq!(a["value"], 35.0);
     assert_eq!(a["count"], 2);
-    let e = events.try_recv().expect("an event was published");
-    assert_eq!(e.path, format!("/alerts/{}", gh.grower_id));
-    assert_eq!(e.data["change"], "created");
+    let e = alert_events(&mut events, gh.grower_id);
+    assert_eq!(changes(&e).first(), Some(&"created"), "an event was published: {e:?}");
 }
 
 #[tokio::test]
@@ -200,7 +212,7 @@ async fn threshold_for_seconds_waits_then_fires_resolves_and_starts_over() {
     .await;
     assert_eq!(rule["forSeconds"], 60);
     assert_eq!(rule["autoResolve"], true, "autoResolve defaults to true: {rule}");
-    let mut rx = app.state.events.subscribe();
+    let mut rx = watch(&app, gh.grower_id);
     let t0 = base();
     let at = |s: i64| t0 + Duration::seconds(s);
 
@@ -370,7 +382,7 @@ async fn stale_fires_once_after_for_seconds_and_a_reading_resolves_it() {
     )
     .await;
     let rule_created = ts_of(&rule["createdAt"]);
-    let mut rx = app.state.events.subscribe();
+    let mut rx = watch(&app, gh.grower_id);
 
     // Readings for `stale` are stamped with the app's clock (within the hour the API allows ahead).
     let last = app.state.clock.now();
@@ -557,7 +569,7 @@ async fn repeats_update_the_one_open_alert_and_auto_resolve_false_keeps_it_open(
     )
     .await;
     assert_eq!(rule["autoResolve"], false);
-    let mut rx = app.state.events.subscribe();
+    let mut rx = watch(&app, gh.grower_id);
     let t0 = base();
     let at = |s: i64| t0 + Duration::seconds(s);
 
@@ -611,7 +623,7 @@ async fn ack_and_resolve_move_the_alert_and_are_audited_and_announced() {
                "severity": "critical"}),
     )
     .await;
-    let mut rx = app.state.events.subscribe();
+    let mut rx = watch(&app, gh.grower_id);
     let t0 = base();
     let at = |s: i64| t0 + Duration::seconds(s);
     send(&app, &gh.owner, vec![reading(dev.id, "temp", 31.0, at(0))]).await;
@@ -957,7 +969,7 @@ async fn rule_crud_lists_and_delete_resolves_open_alerts() {
     assert_eq!(every["meta"]["total"], 4, "ADMIN without a filter sees every grower's: {every}");
 
     // An open alert; deleting the rule resolves it.
-    let mut rx = app.state.events.subscribe();
+    let mut rx = watch(&app, g);
     let t0 = base();
     send(&app, &gh.owner, vec![reading(dev.id, "temp", 31.0, t0)]).await;
     let list = alerts_of(&app, &gh).await;
@@ -1016,7 +1028,7 @@ async fn rule_patch_is_stored_and_disabling_resolves_the_open_alert() {
     assert_eq!(now["name"], "Hot");
 
     // The rule evaluates as patched: 26 is above 25 (not above 30), at the new severity.
-    let mut rx = app.state.events.subscribe();
+    let mut rx = watch(&app, g);
     let t0 = base();
     send(&app, &gh.owner, vec![reading(dev.id, "temp", 26.0, t0)]).await;
     let list = alerts_of(&app, &gh).await;

@@ -567,6 +567,9 @@ async fn refund_order(
     let out: OrderOut = orders::full_order(&txn, &o).await?;
     let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::OK, &out).await?;
     txn.commit().await?;
+    if outcome == Outcome::Applied {
+        announce(&state, provider.name(), &event).await;
+    }
     state.shop.cache.invalidate(state.redis.as_ref()).await;
     Ok(res)
 }
@@ -642,11 +645,52 @@ pub async fn apply(state: &AppState, provider: &str, event: &ProviderEvent) -> R
     let txn = crate::db::begin_write(&state.db).await?;
     let outcome = apply_in(&txn, provider, event).await?;
     txn.commit().await?;
-    if outcome == Outcome::Applied && matches!(event.kind, EventKind::Refunded) {
-        // Stock came back.
-        state.shop.cache.invalidate(state.redis.as_ref()).await;
+    if outcome == Outcome::Applied {
+        announce(state, provider, event).await;
+        if matches!(event.kind, EventKind::Refunded) {
+            // Stock came back.
+            state.shop.cache.invalidate(state.redis.as_ref()).await;
+        }
     }
     Ok(outcome)
+}
+
+/// After an applied event has committed: tells the order's owner (`/orders/{userId}`) that the
+/// order was paid, its payment failed, or it was refunded, when the order shows it (a payment
+/// that arrives after a cancellation does not make the order paid).
+async fn announce(state: &AppState, provider: &str, event: &ProviderEvent) {
+    let change = match event.kind {
+        EventKind::Succeeded => "paid",
+        EventKind::Failed => "payment_failed",
+        EventKind::Refunded => "refunded",
+        _ => return,
+    };
+    let found = async {
+        let Some(p) = payment::Entity::find()
+            .filter(payment::Column::Provider.eq(provider))
+            .filter(payment::Column::ProviderRef.eq(event.provider_ref.as_str()))
+            .one(&state.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(o) = order::Entity::find_by_id(p.order_id).one(&state.db).await? else { return Ok(None) };
+        let shows = match change {
+            "paid" => o.status == OrderStatus::Paid.as_str(),
+            "refunded" => o.status == OrderStatus::Refunded.as_str(),
+            _ => true,
+        };
+        if !shows {
+            return Ok(None);
+        }
+        orders::full_order(&state.db, &o).await.map(|out| Some((o.user_id, out)))
+    }
+    .await;
+    match found {
+        Ok(Some((user_id, out))) => orders::publish_change(state, change, user_id, &out),
+        Ok(None) => {}
+        Err::<_, AppError>(e) => tracing::warn!(error = %e, "could not announce an order change"),
+    }
 }
 
 /// Applies one provider event inside `txn`: records its id (a second delivery is `Duplicate`

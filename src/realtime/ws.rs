@@ -1,0 +1,282 @@
+//! The WebSocket transport: `GET /realtime`.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{
+        Query, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket, rejection::WebSocketUpgradeRejection},
+    },
+    response::Response,
+};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep_until};
+
+use super::{
+    hub::CloseReason,
+    session::{self, Authed, Out, Session},
+};
+use crate::{http::AppError, state::AppState};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WsQuery {
+    /// An access token; or send `{"type":"auth","token":…}` first, within 10 s.
+    pub access_token: Option<String>,
+}
+
+/// Realtime over WebSocket. Send `{"type":"subscribe","path":P}` (with `since` to resume),
+/// `{"type":"unsubscribe","path":P}`, `{"type":"auth","token":T}` and `{"type":"ping"}`; receive
+/// `snapshot`, `event`, `reset`, `error`, `auth_ok`, `auth_expired`, `unsubscribed` and `pong`
+/// messages. See `docs/realtime.md` for paths, ids and close codes.
+#[utoipa::path(get, path = "/realtime", tag = "realtime", params(WsQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 400, description = "not a WebSocket upgrade")))]
+pub async fn realtime(
+    State(state): State<AppState>,
+    Query(q): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let upgrade = upgrade.map_err(|e| AppError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    Ok(upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .on_upgrade(move |socket| run(state, socket, q.access_token)))
+}
+
+/// What the client may send.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    Auth { token: String },
+    Subscribe { path: String, since: Option<Value> },
+    Unsubscribe { path: String },
+    Ping,
+}
+
+/// `since` as a string or a number.
+fn parse_since(v: Option<&Value>) -> Result<Option<u64>, ()> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
+async fn send(socket: &mut WebSocket, out: Out) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(out.text)).await
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    close_within(socket, code, reason, Duration::from_secs(2)).await;
+}
+
+/// Sends the close frame, waiting at most `wait` for a peer that does not read.
+async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, wait: Duration) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = tokio::time::timeout(wait, socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// Connection state before and after authentication.
+enum Phase {
+    Waiting { deadline: Instant },
+    Live { session: Box<Session>, expires: Instant, grace: Option<Instant> },
+}
+
+async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
+    let cfg = state.config.realtime.clone();
+    let mut phase = Phase::Waiting { deadline: Instant::now() + cfg.auth_timeout };
+    if let Some(token) = token {
+        match Authed::check(&state, &token) {
+            Ok(authed) => phase = live(&state, authed).await,
+            Err(e) => {
+                let _ = send(&mut socket, session::error(None, "unauthorized", &e.to_string())).await;
+                close(&mut socket, 4001, "unauthorized").await;
+                return;
+            }
+        }
+    }
+    let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    let reason: &'static str = loop {
+        let (auth_deadline, expires, grace, delivering) = match &phase {
+            Phase::Waiting { deadline } => (Some(*deadline), None, None, false),
+            Phase::Live { expires, grace, .. } => (None, Some(*expires), *grace, grace.is_none()),
+        };
+        let outlet = match &phase {
+            Phase::Live { session, .. } => Some(session.outlet.clone()),
+            Phase::Waiting { .. } => None,
+        };
+        tokio::select! {
+            biased;
+            killed = async { match &outlet { Some(o) => o.wait_killed().await, None => std::future::pending().await } } => {
+                break closing(&mut socket, killed, cfg.idle_timeout).await;
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break "client_closed" };
+                last_heard = Instant::now();
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Close(_) => break "client_closed",
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Binary(_) => {
+                        if send(&mut socket, session::error(None, "invalid", "messages are JSON text")).await.is_err() { break "write_failed" }
+                        let _ = socket.flush().await;
+                        continue;
+                    }
+                };
+                match handle(&state, &mut socket, &mut phase, &text).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => break why,
+                    Err(_) => break "write_failed",
+                }
+                if socket.flush().await.is_err() { break "write_failed" }
+            }
+            d = async { match &mut phase { Phase::Live { session, .. } => session.next_delivery().await, Phase::Waiting { .. } => None } }, if delivering => {
+                let Some(d) = d else { break "closed" };
+                let Phase::Live { session, .. } = &mut phase else { continue };
+                let mut outs = session.on_delivery(d).await;
+                // Write what else is queued now in the same flush.
+                for _ in 0..64 {
+                    let Some(more) = session.ready_delivery() else { break };
+                    outs.extend(session.on_delivery(more).await);
+                }
+                let n = outs.len() as u64;
+                let write = async {
+                    for out in outs {
+                        send(&mut socket, out).await?;
+                    }
+                    socket.flush().await
+                };
+                // A client that stops reading blocks the write; it must not hold the
+                // connection, so the write gives way to a close.
+                let killed = tokio::select! {
+                    written = write => match written {
+                        Ok(()) => None,
+                        Err(_) => break "write_failed",
+                    },
+                    killed = async { match &outlet { Some(o) => o.wait_killed().await, None => std::future::pending().await } } => Some(killed),
+                };
+                if let Some(killed) = killed {
+                    break closing(&mut socket, killed, cfg.idle_timeout).await;
+                }
+                state.metrics.realtime_messages_sent.inc_by(n);
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= cfg.idle_timeout {
+                    close(&mut socket, 4000, "idle timeout").await;
+                    break "idle_timeout";
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() { break "write_failed" }
+            }
+            () = sleep_until(auth_deadline.unwrap_or_else(far)), if auth_deadline.is_some() => {
+                let _ = send(&mut socket, session::error(None, "unauthorized", "no auth message in time")).await;
+                close(&mut socket, 4001, "unauthorized").await;
+                break "unauthorized";
+            }
+            () = sleep_until(expires.unwrap_or_else(far)), if expires.is_some() && grace.is_none() => {
+                if let Phase::Live { grace, .. } = &mut phase {
+                    *grace = Some(Instant::now() + cfg.auth_grace);
+                }
+                let msg = json!({ "type": "auth_expired", "message": "access token expired; send a new auth message to continue" });
+                if socket.send(Message::Text(msg.to_string().into())).await.is_err() { break "write_failed" }
+            }
+            () = sleep_until(grace.unwrap_or_else(far)), if grace.is_some() => {
+                close(&mut socket, 4001, "auth expired").await;
+                break "auth_expired";
+            }
+        }
+    };
+    if let Phase::Live { session, .. } = phase {
+        session.close(reason).await;
+    }
+}
+
+/// Closes for `killed`: an `error` saying why (not at shutdown) and the close frame, waiting up
+/// to `patience` for a client that is behind to read up to them.
+async fn closing(socket: &mut WebSocket, killed: CloseReason, patience: Duration) -> &'static str {
+    let (code, words, why) = session::close_reason(killed);
+    let wait = if killed == CloseReason::Shutdown { Duration::from_secs(2) } else { patience };
+    if code != 1001 {
+        let _ = tokio::time::timeout(wait, send(socket, session::error(None, why, words))).await;
+    }
+    close_within(socket, code, words, wait).await;
+    why
+}
+
+async fn live(state: &AppState, authed: Authed) -> Phase {
+    let expires = Instant::now() + authed.remaining();
+    let session = Box::new(Session::open(state, authed.user, "ws").await);
+    Phase::Live { session, expires, grace: None }
+}
+
+/// Handles one client message; `Some(reason)` ends the connection.
+async fn handle(
+    state: &AppState,
+    socket: &mut WebSocket,
+    phase: &mut Phase,
+    text: &str,
+) -> Result<Option<&'static str>, axum::Error> {
+    let msg = match serde_json::from_str::<ClientMessage>(text) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = format!("not a message this server understands: {e}");
+            send(socket, session::error(None, "invalid", &message)).await?;
+            return Ok(None);
+        }
+    };
+    match msg {
+        ClientMessage::Ping => send(socket, Out { text: r#"{"type":"pong"}"#.into(), at: None }).await?,
+        ClientMessage::Auth { token } => match Authed::check(state, &token) {
+            Err(e) => {
+                send(socket, session::error(None, "unauthorized", &e.to_string())).await?;
+                close(socket, 4001, "unauthorized").await;
+                return Ok(Some("unauthorized"));
+            }
+            Ok(authed) => {
+                let ok = authed.ok_message();
+                match phase {
+                    Phase::Waiting { .. } => *phase = live(state, authed).await,
+                    Phase::Live { session, expires, grace } => {
+                        if let Err(why) = session.reauth(&authed) {
+                            send(socket, session::error(None, "unauthorized", why)).await?;
+                            close(socket, 4001, "unauthorized").await;
+                            return Ok(Some("unauthorized"));
+                        }
+                        *expires = Instant::now() + authed.remaining();
+                        *grace = None;
+                    }
+                }
+                send(socket, ok).await?;
+            }
+        },
+        ClientMessage::Subscribe { path, since } => {
+            let Phase::Live { session, .. } = phase else {
+                send(socket, session::error(Some(&path), "unauthorized", "send an auth message first")).await?;
+                return Ok(None);
+            };
+            let Ok(since) = parse_since(since.as_ref()) else {
+                send(socket, session::error(Some(&path), "invalid", "since must be an event id")).await?;
+                return Ok(None);
+            };
+            for out in session.subscribe(&path, since).await {
+                send(socket, out).await?;
+            }
+        }
+        ClientMessage::Unsubscribe { path } => {
+            let Phase::Live { session, .. } = phase else {
+                send(socket, session::error(Some(&path), "unauthorized", "send an auth message first")).await?;
+                return Ok(None);
+            };
+            let out = session.unsubscribe(&path);
+            send(socket, out).await?;
+        }
+    }
+    Ok(None)
+}
