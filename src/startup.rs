@@ -49,7 +49,9 @@ impl Application {
         let background = crate::background::spawn_all(&self.state);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = self.state.clone();
-        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        let user_timeout = self.state.config.realtime.idle_timeout;
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, move |tcp| drop_if_silent(tcp, user_timeout));
+        let serve = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
@@ -112,4 +114,16 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// Sets TCP_USER_TIMEOUT: data the peer has not acknowledged for `after` drops the connection.
+/// Without it a client that vanished without a FIN or RST (a phone that lost its network) keeps
+/// an SSE stream and its presence for the kernel's retransmission limit, about 15 minutes.
+fn drop_if_silent(tcp: &mut tokio::net::TcpStream, after: std::time::Duration) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(after)) {
+        tracing::debug!(error = %e, "could not set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (tcp, after);
 }
