@@ -253,6 +253,7 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     assert!(status.contains("pending  m20261122_000003_greenhouse"), "{status}");
     assert!(status.contains("pending  m20261122_000004_shop"), "{status}");
     assert!(status.contains("pending  m20261123_000005_jobs_alerts"), "{status}");
+    assert!(status.contains("pending  m20261124_000006_realtime"), "{status}");
     run(&["migrate", "up"]);
     let status = run(&["migrate", "status"]);
     assert!(!status.contains("pending"), "{status}");
@@ -260,8 +261,8 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     run(&["migrate", "down"]);
     let status = run(&["migrate", "status"]);
     assert!(status.contains("applied  m20261122_000002_identity"), "{status}");
-    assert!(status.contains("applied  m20261122_000004_shop"), "{status}");
-    assert!(status.contains("pending  m20261123_000005_jobs_alerts"), "{status}");
+    assert!(status.contains("applied  m20261123_000005_jobs_alerts"), "{status}");
+    assert!(status.contains("pending  m20261124_000006_realtime"), "{status}");
     run(&["migrate", "up"]);
     run(&["migrate", "down", "--all"]);
     assert!(!run(&["migrate", "status"]).contains("applied"));
