@@ -217,6 +217,9 @@ impl Hub {
             return;
         }
         topic.last_id = id;
+        if version.is_some() {
+            topic.version = version.max(topic.version);
+        }
         let frame = Arc::new(Frame::new(topic.path.clone(), id, version, data));
         topic.fan_out(&frame, &self.dropped_slow);
         self.published.fetch_add(1, Ordering::Relaxed);
@@ -258,9 +261,9 @@ impl Hub {
         })
     }
 
-    /// The current last id of `path` (in process).
-    pub fn last_id(&self, path: &str) -> Option<u64> {
-        self.shard(path).get(path).map(|t| t.last_id)
+    /// The last version published (or, with Redis, heard) on `path`.
+    pub fn version(&self, path: &str) -> Option<i64> {
+        self.shard(path).get(path).and_then(|t| t.version)
     }
 
     pub fn detach(&self, path: &str, conn: ConnId) {

@@ -87,8 +87,24 @@ impl Realtime {
         }
     }
 
-    /// Accepted readings on `/live/sensors/{deviceId}`: one event per device (`readings` is
-    /// sorted by device, as the store leaves it).
+    /// Whether readings of these devices may have subscribers: with Redis always (they may be
+    /// on another instance), in process when a device's path is active here.
+    pub fn watches_readings(&self, readings: &[crate::telemetry::store::Reading]) -> bool {
+        if self.redis_url.is_some() {
+            return true;
+        }
+        let mut last = None;
+        readings.iter().any(|r| {
+            if last == Some(r.device_id) {
+                return false;
+            }
+            last = Some(r.device_id);
+            self.hub.is_active(&format!("/live/sensors/{}", r.device_id))
+        })
+    }
+
+    /// Accepted (new) readings on `/live/sensors/{deviceId}`: one event per device with any
+    /// (`readings` is sorted by device, as the store leaves it).
     pub fn publish_readings(&self, readings: &[crate::telemetry::store::Reading]) {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]

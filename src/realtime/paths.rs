@@ -36,10 +36,12 @@ impl Refusal {
     }
 }
 
-/// A snapshot: the path's current state, and its version for versioned paths.
+/// A snapshot: the path's current state, and for versioned paths its version and when it
+/// changed (an event for a very recent change may still be on its way).
 pub struct Snapshot {
     pub data: Value,
     pub version: Option<i64>,
+    pub changed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 type Authorize = for<'a> fn(&'a AppState, &'a AuthUser, Uuid) -> BoxFuture<'a, Result<(), AppError>>;
@@ -156,7 +158,7 @@ async fn own_orders(_: &AppState, user: &AuthUser, id: Uuid) -> Result<(), AppEr
 // ---------------------------------------------------------------------------------------------
 
 fn plain(data: Value) -> Snapshot {
-    Snapshot { data, version: None }
+    Snapshot { data, version: None, changed_at: None }
 }
 
 async fn live_device(state: &AppState, id: Uuid) -> Result<device::Model, AppError> {
@@ -177,7 +179,11 @@ pub fn desired_data(id: Uuid, desired: &Value, version: i64) -> Value {
 
 async fn desired(state: &AppState, id: Uuid) -> Result<Snapshot, AppError> {
     let d = live_device(state, id).await?;
-    Ok(Snapshot { data: desired_data(id, &d.desired, d.desired_version), version: Some(d.desired_version) })
+    Ok(Snapshot {
+        data: desired_data(id, &d.desired, d.desired_version),
+        version: Some(d.desired_version),
+        changed_at: d.desired_updated_at,
+    })
 }
 
 /// The snapshot and every event of `/controls/{id}/reported`.

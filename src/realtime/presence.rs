@@ -339,5 +339,5 @@ pub async fn snapshot(state: &AppState, grower_id: Uuid) -> Result<Snapshot, App
         .iter()
         .map(|u| MemberPresence { user_id: *u, online: online.contains(u), last_seen_at: seen.get(u).copied() })
         .collect();
-    Ok(Snapshot { data: serde_json::json!({ "members": members }), version: None })
+    Ok(Snapshot { data: serde_json::json!({ "members": members }), version: None, changed_at: None })
 }

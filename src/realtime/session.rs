@@ -208,6 +208,14 @@ impl Session {
             }
         };
         if let Some(version) = snap.version {
+            // A change committed just before the read may not be published yet: its event
+            // would follow the snapshot that already shows it. Wait (briefly) until it is here.
+            let recent = snap.changed_at.is_some_and(|at| chrono::Utc::now() - at < chrono::Duration::seconds(2));
+            let hub = &self.state.realtime.hub;
+            let until = tokio::time::Instant::now() + Duration::from_millis(250);
+            while recent && hub.version(&key).is_none_or(|v| v < version) && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             while let Ok(d) = self.rx.try_recv() {
                 self.pending.push_back(d);
             }

@@ -172,8 +172,17 @@ async fn run(state: AppState, authed: Authed, paths: Vec<String>, since: Vec<Opt
                         msgs.extend(session.on_delivery(more).await);
                     }
                     let n = msgs.len() as u64;
+                    let mut stopped = false;
                     for m in msgs {
-                        if !out.send(m).await { break 'run "client_closed" }
+                        if !out.send(m).await {
+                            stopped = true;
+                            break;
+                        }
+                    }
+                    if stopped {
+                        // Closing (the kill branch says why) or the client is gone.
+                        if out.outlet.killed().is_some() { continue }
+                        break 'run "client_closed";
                     }
                     state.metrics.realtime_messages_sent.inc_by(n);
                 }

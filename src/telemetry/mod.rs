@@ -122,14 +122,27 @@ pub async fn ingest(
     let total = readings.len() as u64;
     // Readings some alert rule watches are evaluated by a job that commits with the batch.
     let jobs = crate::alerts::watched(state, &readings, Utc::now()).await?;
-    let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
+    // Which readings were new is asked of the database only when someone may be listening.
+    let accepted = if state.realtime.watches_readings(&readings) {
+        let (accepted, new) =
+            store::insert_marking_new(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
+        let fresh: Vec<store::Reading> =
+            readings.iter().zip(new).filter(|(_, new)| *new).map(|(r, _)| r.clone()).collect();
+        state.realtime.publish_readings(&fresh);
+        accepted
+    } else {
+        let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
+        if accepted > 0 {
+            // A subscription made while the batch was stored read its snapshot before this
+            // commit, so it must get these readings: publishing after the commit reaches it
+            // (paths still without subscribers drop them at once). Without the database's
+            // word on which were new, a partly resent batch is published whole.
+            state.realtime.publish_readings(&readings);
+        }
+        accepted
+    };
     if !jobs.is_empty() {
         state.jobs.wake();
-    }
-    if accepted > 0 {
-        // Every reading of the batch when only some were new: readings carry their `ts`, so a
-        // subscriber that gets one again changes nothing.
-        state.realtime.publish_readings(&readings);
     }
     let duplicates = total - accepted;
     state.metrics.telemetry_ingested.get_or_create(&SourceLabels { source }).inc_by(accepted);

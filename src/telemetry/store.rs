@@ -67,14 +67,45 @@ pub async fn insert(
     readings: &mut [Reading],
     jobs: &[NewJob],
 ) -> Result<u64, DbErr> {
+    Ok(insert_batch(db, partitions, readings, jobs, false).await?.count)
+}
+
+/// [`insert`], also saying which readings were new (for realtime subscribers, who get only
+/// those): one flag per reading, in the order `readings` is left in (sorted).
+pub async fn insert_marking_new(
+    db: &DatabaseConnection,
+    partitions: &Partitions,
+    readings: &mut [Reading],
+    jobs: &[NewJob],
+) -> Result<(u64, Vec<bool>), DbErr> {
+    let inserted = insert_batch(db, partitions, readings, jobs, true).await?;
+    let new = inserted.new.unwrap_or_default();
+    let flags =
+        readings.iter().map(|r| new.contains(&(r.device_id, r.metric.clone(), r.ts.timestamp_micros()))).collect();
+    Ok((inserted.count, flags))
+}
+
+/// What a batch insert did: the count of new readings and, when asked, their keys.
+struct Inserted {
+    count: u64,
+    new: Option<HashSet<(Uuid, String, i64)>>,
+}
+
+async fn insert_batch(
+    db: &DatabaseConnection,
+    partitions: &Partitions,
+    readings: &mut [Reading],
+    jobs: &[NewJob],
+    returning: bool,
+) -> Result<Inserted, DbErr> {
     if readings.is_empty() {
-        return Ok(0);
+        return Ok(Inserted { count: 0, new: returning.then(HashSet::new) });
     }
     // One lock order for every writer, so concurrent batches touching the same keys cannot deadlock.
     readings.sort_by(|a, b| (a.device_id, &a.metric, a.ts).cmp(&(b.device_id, &b.metric, b.ts)));
     match db.get_database_backend() {
-        DatabaseBackend::Postgres => insert_pg(db, partitions, readings, jobs).await,
-        _ => insert_sqlite(db, readings, jobs).await,
+        DatabaseBackend::Postgres => insert_pg(db, partitions, readings, jobs, returning).await,
+        _ => insert_sqlite(db, readings, jobs, returning).await,
     }
 }
 
@@ -92,18 +123,48 @@ WITH ins AS (
 )
 SELECT count(*) FROM ins";
 
+/// [`PG_INSERT`] answering the keys of the new readings instead of their count.
+const PG_INSERT_RETURNING: &str = "\
+WITH ins AS (
+    INSERT INTO sensor_readings (device_id, metric, ts, value)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::float8[])
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, metric, ts
+), st AS (
+    INSERT INTO device_state (device_id, metric, ts, value)
+    SELECT * FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::float8[])
+    ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value
+    WHERE excluded.ts > device_state.ts
+)
+SELECT device_id, metric, ts FROM ins";
+
+/// Rows of either statement as an [`Inserted`].
+fn inserted_pg(rows: Vec<sqlx::postgres::PgRow>, returning: bool) -> Result<Inserted, sqlx::Error> {
+    if !returning {
+        let count: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        return Ok(Inserted { count: count as u64, new: None });
+    }
+    let mut new = HashSet::with_capacity(rows.len());
+    for r in &rows {
+        let ts: DateTime<Utc> = r.try_get(2)?;
+        new.insert((r.try_get::<Uuid, _>(0)?, r.try_get::<String, _>(1)?, ts.timestamp_micros()));
+    }
+    Ok(Inserted { count: rows.len() as u64, new: Some(new) })
+}
+
 async fn insert_pg(
     db: &DatabaseConnection,
     partitions: &Partitions,
     readings: &[Reading],
     jobs: &[NewJob],
-) -> Result<u64, DbErr> {
+    returning: bool,
+) -> Result<Inserted, DbErr> {
     let pool = db.get_postgres_connection_pool();
     let days: HashSet<NaiveDate> = readings.iter().map(|r| r.ts.date_naive()).collect();
     partitions.ensure(pool, &days).await?;
     let latest = latest_per_key(readings);
     let query = || {
-        sqlx::query_scalar::<_, i64>(PG_INSERT)
+        sqlx::query(if returning { PG_INSERT_RETURNING } else { PG_INSERT })
             .bind(readings.iter().map(|r| r.device_id).collect::<Vec<_>>())
             .bind(readings.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>())
             .bind(readings.iter().map(|r| r.ts).collect::<Vec<_>>())
@@ -114,26 +175,26 @@ async fn insert_pg(
             .bind(latest.iter().map(|r| r.value).collect::<Vec<_>>())
     };
     // Without jobs the batch is one autocommit statement; with them, one transaction.
-    let run = async || -> Result<i64, sqlx::Error> {
+    let run = async || -> Result<Inserted, sqlx::Error> {
         if jobs.is_empty() {
-            return query().fetch_one(pool).await;
+            return inserted_pg(query().fetch_all(pool).await?, returning);
         }
         let mut tx = pool.begin().await?;
-        let n = query().fetch_one(&mut *tx).await?;
+        let rows = query().fetch_all(&mut *tx).await?;
         for job in jobs {
             job.insert_pg(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(n)
+        inserted_pg(rows, returning)
     };
     match run().await {
-        Ok(n) => Ok(n as u64),
+        Ok(n) => Ok(n),
         // A partition this process believed in is gone (dropped by another instance's
         // retention, or by hand): forget what we know, create what is needed, try once more.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => {
             partitions.forget();
             partitions.ensure(pool, &days).await?;
-            run().await.map(|n| n as u64).map_err(db_err)
+            run().await.map_err(db_err)
         }
         Err(e) => Err(db_err(e)),
     }
@@ -150,20 +211,36 @@ fn values_sql(head: &str, rows: usize, tail: &str) -> String {
     sql
 }
 
-async fn insert_sqlite(db: &DatabaseConnection, readings: &[Reading], jobs: &[NewJob]) -> Result<u64, DbErr> {
+async fn insert_sqlite(
+    db: &DatabaseConnection,
+    readings: &[Reading],
+    jobs: &[NewJob],
+    returning: bool,
+) -> Result<Inserted, DbErr> {
     let pool = db.get_sqlite_connection_pool();
     let latest = latest_per_key(readings);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-    let sql = values_sql(
-        "INSERT INTO sensor_readings (device_id, metric, ts, value) VALUES ",
-        readings.len(),
-        " ON CONFLICT DO NOTHING",
-    );
+    let tail =
+        if returning { " ON CONFLICT DO NOTHING RETURNING device_id, metric, ts" } else { " ON CONFLICT DO NOTHING" };
+    let sql = values_sql("INSERT INTO sensor_readings (device_id, metric, ts, value) VALUES ", readings.len(), tail);
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for r in readings {
         q = q.bind(r.device_id).bind(r.metric.as_str()).bind(r.ts.timestamp_micros()).bind(r.value);
     }
-    let accepted = q.execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+    let inserted = if returning {
+        let rows = q.fetch_all(&mut *tx).await.map_err(db_err)?;
+        let mut new = HashSet::with_capacity(rows.len());
+        for r in &rows {
+            new.insert((
+                r.try_get::<Uuid, _>(0).map_err(db_err)?,
+                r.try_get::<String, _>(1).map_err(db_err)?,
+                r.try_get::<i64, _>(2).map_err(db_err)?,
+            ));
+        }
+        Inserted { count: rows.len() as u64, new: Some(new) }
+    } else {
+        Inserted { count: q.execute(&mut *tx).await.map_err(db_err)?.rows_affected(), new: None }
+    };
     let sql = values_sql(
         "INSERT INTO device_state (device_id, metric, ts, value) VALUES ",
         latest.len(),
@@ -179,7 +256,7 @@ async fn insert_sqlite(db: &DatabaseConnection, readings: &[Reading], jobs: &[Ne
         job.insert_sqlite(&mut tx).await.map_err(db_err)?;
     }
     tx.commit().await.map_err(db_err)?;
-    Ok(accepted)
+    Ok(inserted)
 }
 
 /// The live state of a device: the latest value per metric, by metric name.

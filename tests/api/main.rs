@@ -16,6 +16,8 @@ mod migrations;
 mod mqtt;
 mod notifications;
 mod probe;
+mod realtime;
+mod rt_client;
 mod shop_catalogue;
 mod shop_orders;
 mod shop_payments;
