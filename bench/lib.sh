@@ -35,13 +35,15 @@ alive() {
     [[ $state != Z ]]
 }
 
-# free_port: a TCP port on 127.0.0.1 nothing listens on (random pick in 20000-59999).
+# free_port: a TCP port on 127.0.0.1 that no socket uses (random pick in 20000-32767, below the
+# kernel's ephemeral range, so the thousands of client sockets a load run leaves behind cannot
+# hold it).
 free_port() {
     local p i
     for ((i = 0; i < 100; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % 12768))
         if command -v ss >/dev/null 2>&1; then
-            ss -Htln "sport = :$p" 2>/dev/null | grep -q . && continue
+            ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q . && continue
         fi
         # A refused connection means the port is free.
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
