@@ -98,6 +98,11 @@ impl Session {
     pub async fn open(state: &AppState, user: AuthUser, transport: &'static str) -> Self {
         let rt = &state.realtime;
         let (conn, outlet, rx) = rt.register(user.session_id);
+        // A revocation between the token check and this registration was broadcast before we
+        // listened: look again now that it would reach us.
+        if state.auth.revocations.is_revoked(&user.session_id) {
+            outlet.kill(CloseReason::Revoked);
+        }
         state.metrics.realtime_connections.get_or_create(&crate::metrics::TransportLabels { transport }).inc();
         let presence = match rt.presence.join(state, rt.conn_name(conn), user.user_id).await {
             Ok(m) => Some(m),
@@ -126,6 +131,9 @@ impl Session {
         }
         self.user = authed.user.clone();
         self.state.realtime.set_session(self.conn, self.user.session_id);
+        if self.state.auth.revocations.is_revoked(&self.user.session_id) {
+            self.outlet.kill(CloseReason::Revoked);
+        }
         Ok(())
     }
 
