@@ -640,6 +640,12 @@ async fn post_reported(
         .exec(&state.db)
         .await?;
     let d = own_device(&state, &auth).await?;
-    state.realtime.publish(&format!("/controls/{}/reported", d.id), None, &crate::realtime::paths::reported_data(&d));
+    // Versioned by the report's time, so two reports racing here never end on the older one.
+    let version = d.reported_at.map(|t| t.timestamp_micros());
+    state.realtime.publish(
+        &format!("/controls/{}/reported", d.id),
+        version,
+        &crate::realtime::paths::reported_data(&d),
+    );
     Ok(Json(state_out(&state, &d).await?))
 }

@@ -225,6 +225,30 @@ impl Hub {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Fans out a frame read back from Redis (a gap filled after the subscription dropped).
+    pub fn deliver_frame(&self, frame: Delivery) {
+        let mut shard = self.shard(&frame.path);
+        let Some(topic) = shard.get_mut(&*frame.path) else { return };
+        if frame.id <= topic.last_id {
+            return;
+        }
+        topic.last_id = frame.id;
+        if frame.version.is_some() {
+            topic.version = frame.version.max(topic.version);
+        }
+        topic.fan_out(&frame, &self.dropped_slow);
+    }
+
+    /// Every path with subscribers here, and the last id heard on it.
+    pub fn topics(&self) -> Vec<(Arc<str>, u64)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(shard.values().filter(|t| !t.subs.is_empty()).map(|t| (t.path.clone(), t.last_id)));
+        }
+        out
+    }
+
     /// Adds a subscriber to `path` and says where it starts. Live events reach `outlet` from
     /// this moment on, so nothing falls between the start and the live stream.
     pub fn attach(&self, path: &str, conn: ConnId, outlet: &Arc<Outlet>, since: Option<u64>) -> Start {

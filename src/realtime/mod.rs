@@ -78,7 +78,7 @@ impl Realtime {
         };
         let bus = self.bus.get_or_init(|| {
             let redis = crate::state::Redis::new(url.expose()).expect("REDIS_URL was parsed at startup");
-            redis::Bus::start(redis, self.config.replay_events, self.config.replay_window).0
+            redis::Bus::start(redis, self.config.replay_events, self.config.replay_window, self.metrics.clone()).0
         });
         if bus.send(path, version, serialise()) {
             self.metrics.realtime_events_published.inc();
@@ -200,11 +200,20 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     }));
     if let Some(url) = state.config.redis_url.clone() {
         let fed = state.clone();
-        tasks.push(crate::pubsub::subscribe(url, redis::CHANNEL, move |heard| {
-            // A message lost while the subscription was down shows as a gap in ids; the
-            // connection fills it from the replay stream (or resets).
-            if let crate::pubsub::Heard::Message(payload) = heard {
-                redis::on_message(&fed.realtime.hub, payload);
+        tasks.push(crate::pubsub::subscribe(url, redis::CHANNEL, move |heard| match heard {
+            crate::pubsub::Heard::Message(payload) => redis::on_message(&fed.realtime.hub, payload),
+            // (Re)subscribed: events published while the subscription was down are read back
+            // from the replay streams. One lost in a still-running subscription shows as a gap
+            // in ids at the next event, which the connection fills the same way (or resets).
+            crate::pubsub::Heard::Subscribed => {
+                let caught = fed.clone();
+                tokio::spawn(async move {
+                    if let Some(redis) = &caught.redis
+                        && let Err(e) = redis::catch_up(redis, &caught.realtime.hub).await
+                    {
+                        tracing::warn!(error = %e, "realtime: could not catch up from Redis");
+                    }
+                });
             }
         }));
         let kept = state.clone();

@@ -111,6 +111,15 @@ pub fn parse(path: &str) -> Result<(&'static PathKind, Uuid), Refusal> {
             }
         }
         if let (true, Some(id)) = (matched, id) {
+            // One spelling per path: events are published under the lowercase hyphenated id,
+            // so `/alerts/6F96…` would get its snapshot and then never an event.
+            let canonical = kind.pattern.replace("{id}", &id.hyphenated().to_string());
+            if canonical != path {
+                return Err(Refusal::new(
+                    "invalid",
+                    format!("{path}: write the id in lowercase with hyphens: {canonical}"),
+                ));
+            }
             return Ok((kind, id));
         }
     }
@@ -261,6 +270,9 @@ mod tests {
             format!("/controls/{id}/other"),
             format!("alerts/{id}"),
             format!("/Alerts/{id}"),
+            format!("/alerts/{}", id.to_string().to_uppercase()),
+            format!("/alerts/{}", id.simple()),
+            format!("/alerts/{}", id.braced()),
         ] {
             assert_eq!(parse(&path).err().map(|r| r.code), Some("invalid"), "{path}");
         }

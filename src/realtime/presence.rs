@@ -100,6 +100,7 @@ return 0
 const SWEEP: &str = r"
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
 local out = {}
+local seen = {}
 for _, m in ipairs(expired) do
   redis.call('ZREM', KEYS[1], m)
   local g, u, c = string.match(m, '([^|]+)|([^|]+)|(.+)')
@@ -108,7 +109,11 @@ for _, m in ipairs(expired) do
     local s = redis.call('ZSCORE', k, c)
     if s and tonumber(s) <= tonumber(ARGV[1]) then
       redis.call('ZREM', k, c)
-      if redis.call('ZCOUNT', k, '(' .. ARGV[1], '+inf') == 0 then table.insert(out, g .. '|' .. u) end
+      local gu = g .. '|' .. u
+      if not seen[gu] and redis.call('ZCOUNT', k, '(' .. ARGV[1], '+inf') == 0 then
+        seen[gu] = true
+        table.insert(out, gu)
+      end
     end
   end
 end
@@ -139,14 +144,17 @@ impl Presence {
             return Ok(m);
         }
         let mut first_in = Vec::new();
+        let now = state.clock.now();
         match &state.redis {
             None => {
+                // Published under the lock, so a reload's offline (old tab) and online (new
+                // tab) go out in the order the counts changed.
                 let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
                 for g in &m.growers {
                     let n = counts.entry((*g, user_id)).or_insert(0);
                     *n += 1;
                     if *n == 1 {
-                        first_in.push(*g);
+                        publish(state, *g, MemberPresence { user_id, online: true, last_seen_at: Some(now) });
                     }
                 }
             }
@@ -172,11 +180,10 @@ impl Presence {
             }
         }
         self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(m.conn.clone(), m.clone());
-        let now = state.clock.now();
-        touch(state, user_id, now).await;
-        for g in first_in {
-            publish(state, g, MemberPresence { user_id, online: true, last_seen_at: Some(now) });
+        for g in &first_in {
+            publish(state, *g, MemberPresence { user_id, online: true, last_seen_at: Some(now) });
         }
+        touch(state, user_id, now).await;
         Ok(m)
     }
 
@@ -187,6 +194,8 @@ impl Presence {
         }
         self.members.lock().unwrap_or_else(|p| p.into_inner()).remove(&m.conn);
         let mut last_in = Vec::new();
+        let now = state.clock.now();
+        let mut went_offline = false;
         match &state.redis {
             None => {
                 let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -195,7 +204,9 @@ impl Presence {
                         *n -= 1;
                         if *n == 0 {
                             counts.remove(&(*g, m.user_id));
-                            last_in.push(*g);
+                            went_offline = true;
+                            let p = MemberPresence { user_id: m.user_id, online: false, last_seen_at: Some(now) };
+                            publish(state, *g, p);
                         }
                     }
                 }
@@ -226,14 +237,13 @@ impl Presence {
                 }
             }
         }
-        if last_in.is_empty() {
+        if last_in.is_empty() && !went_offline {
             return;
         }
-        let now = state.clock.now();
-        touch(state, m.user_id, now).await;
         for g in last_in {
             publish(state, g, MemberPresence { user_id: m.user_id, online: false, last_seen_at: Some(now) });
         }
+        touch(state, m.user_id, now).await;
     }
 
     /// Redis: renews this instance's entries, then sweeps everyone's expired ones (a dead

@@ -63,9 +63,14 @@ pub struct Bus {
 
 impl Bus {
     /// Starts the sending task.
-    pub fn start(redis: Redis, replay_events: usize, replay_window: Duration) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        redis: Redis,
+        replay_events: usize,
+        replay_window: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(16_384);
-        let task = tokio::spawn(send_loop(redis, rx, replay_events, replay_window));
+        let task = tokio::spawn(send_loop(redis, rx, replay_events, replay_window, metrics));
         (Self { tx }, task)
     }
 
@@ -75,10 +80,19 @@ impl Bus {
     }
 }
 
-async fn send_loop(redis: Redis, mut rx: mpsc::Receiver<Outgoing>, replay_events: usize, window: Duration) {
+async fn send_loop(
+    redis: Redis,
+    mut rx: mpsc::Receiver<Outgoing>,
+    replay_events: usize,
+    window: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let script = redis::Script::new(PUBLISH);
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
+        // A batch is all-or-nothing per event (each is one script), and a script that ran is
+        // never run twice: only a batch that failed as a whole (no script, no connection) is
+        // retried, a few times with backoff.
         let mut tries = 0;
         loop {
             tries += 1;
@@ -89,8 +103,12 @@ async fn send_loop(redis: Redis, mut rx: mpsc::Receiver<Outgoing>, replay_events
                         let _ = script.prepare_invoke().load_async(&mut conn).await;
                     }
                 }
+                Err(e) if (e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) && tries < 4 => {
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, events = batch.len(), "realtime: could not publish to Redis; events dropped");
+                    metrics.realtime_events_dropped.inc_by(batch.len() as u64);
                     break;
                 }
             }
@@ -136,6 +154,27 @@ pub fn on_message(hub: &Hub, payload: &str) {
     };
     let Ok(id) = id.parse::<u64>() else { return };
     hub.deliver_remote(path, id, version.parse().ok(), data);
+}
+
+/// After the subscription was (re)made: delivers what every local path missed meanwhile, from
+/// the replay streams. A path whose missed events are no longer held is left to the next
+/// event's gap check (which resets its subscribers).
+pub async fn catch_up(redis: &Redis, hub: &Hub) -> redis::RedisResult<()> {
+    for (path, last) in hub.topics() {
+        if last == 0 {
+            continue;
+        }
+        let [n, _, _] = keys(&path);
+        let mut conn = redis.conn().await?;
+        let current: Option<u64> = redis::cmd("GET").arg(n).query_async(&mut conn).await?;
+        let Some(current) = current.filter(|c| *c > last) else { continue };
+        if let Some(frames) = held(redis, &path, last, current).await? {
+            for frame in frames {
+                hub.deliver_frame(frame);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The path's current id (creating the counter if the path never had an event).

@@ -145,9 +145,13 @@ async fn run(state: AppState, authed: Authed, paths: Vec<String>, since: Vec<Opt
     };
     let ping_every = state.config.realtime.ping_interval;
     let reason = 'run: {
-        for (path, since) in paths.iter().zip(since) {
+        'subscribing: for (path, since) in paths.iter().zip(since) {
             for msg in session.subscribe(path, since).await {
                 if !out.send(msg).await {
+                    if out.outlet.killed().is_some() {
+                        // Closing already (revoked, slow): the loop below says why.
+                        break 'subscribing;
+                    }
                     break 'run "client_closed";
                 }
             }

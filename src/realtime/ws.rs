@@ -257,8 +257,12 @@ async fn handle(
             }
         },
         ClientMessage::Subscribe { path, since } => {
-            let Phase::Live { session, .. } = phase else {
-                send(socket, session::error(Some(&path), "unauthorized", "send an auth message first")).await?;
+            let Phase::Live { session, grace: None, .. } = phase else {
+                let why = match phase {
+                    Phase::Live { .. } => "the access token expired; send a new auth message first",
+                    Phase::Waiting { .. } => "send an auth message first",
+                };
+                send(socket, session::error(Some(&path), "unauthorized", why)).await?;
                 return Ok(None);
             };
             let Ok(since) = parse_since(since.as_ref()) else {
