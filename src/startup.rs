@@ -69,6 +69,10 @@ impl Application {
             res = serve => res.map_err(|e| anyhow::anyhow!("server error: {e}"))?,
             () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; closing remaining connections"),
         }
+        // WebSocket tasks are not part of the drain: give them a moment to send their close
+        // frames and record presence before the database goes.
+        self.state.realtime.shutdown();
+        self.state.realtime.closed(std::time::Duration::from_secs(3).min(grace)).await;
         for task in background {
             task.abort();
         }

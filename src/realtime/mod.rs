@@ -46,6 +46,8 @@ pub struct Realtime {
     next_conn: AtomicU64,
     /// Names this process's connections in Redis presence.
     instance: Uuid,
+    /// Set at shutdown: connections registered from then on are closed at once.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Realtime {
@@ -61,6 +63,7 @@ impl Realtime {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             instance: Uuid::now_v7(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -134,6 +137,9 @@ impl Realtime {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (outlet, rx) = Outlet::new(self.config.queue);
         self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (session, outlet.clone()));
+        if self.closing.load(Ordering::SeqCst) {
+            outlet.kill(CloseReason::Shutdown);
+        }
         (id, outlet, rx)
     }
 
@@ -159,8 +165,18 @@ impl Realtime {
 
     /// Closes every connection (graceful shutdown): WebSockets with 1001, SSE streams end.
     pub fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         for (_, outlet) in self.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
             outlet.kill(CloseReason::Shutdown);
+        }
+    }
+
+    /// Waits (at most `limit`) until every connection has closed and cleaned up (presence,
+    /// `lastSeenAt`): WebSocket tasks outlive the HTTP server's drain.
+    pub async fn closed(&self, limit: Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while !self.conns.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

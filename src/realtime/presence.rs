@@ -253,24 +253,45 @@ impl Presence {
         let members: Vec<Member> = self.members.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let mut conn = redis.conn().await?;
         let expiry = Self::expiry_ms(state);
+        let now = state.clock.now();
         for chunk in members.chunks(500) {
             let mut pipe = redis::pipe();
+            let mut asked = Vec::new();
             for m in chunk {
                 for g in &m.growers {
-                    pipe.cmd("ZADD").arg(member_key(*g, m.user_id)).arg("XX").arg(expiry).arg(&m.conn).ignore();
-                    pipe.cmd("ZADD")
-                        .arg(ALL_KEY)
-                        .arg("XX")
-                        .arg(expiry)
-                        .arg(all_member(*g, m.user_id, &m.conn))
-                        .ignore();
+                    // Answers 1 when the entry was gone: swept while this instance could not
+                    // refresh it (and the user was announced offline). Back online, then.
+                    pipe.cmd("ZADD").arg(member_key(*g, m.user_id)).arg(expiry).arg(&m.conn);
+                    pipe.cmd("ZADD").arg(ALL_KEY).arg(expiry).arg(all_member(*g, m.user_id, &m.conn)).ignore();
+                    asked.push((*g, m.user_id, m.conn.as_str()));
                 }
             }
-            pipe.query_async::<()>(&mut conn).await?;
+            let added: Vec<i64> = pipe.query_async(&mut conn).await?;
+            for ((g, u, c), n) in asked.into_iter().zip(added) {
+                if n == 0 {
+                    continue;
+                }
+                let open = self.members.lock().unwrap_or_else(|p| p.into_inner()).contains_key(c);
+                if open {
+                    publish(state, g, MemberPresence { user_id: u, online: true, last_seen_at: Some(now) });
+                } else {
+                    // It closed while this ran: take back what was just re-added.
+                    redis::pipe()
+                        .cmd("ZREM")
+                        .arg(member_key(g, u))
+                        .arg(c)
+                        .ignore()
+                        .cmd("ZREM")
+                        .arg(ALL_KEY)
+                        .arg(all_member(g, u, c))
+                        .ignore()
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                }
+            }
         }
         let gone: Vec<String> =
             redis::Script::new(SWEEP).key(ALL_KEY).arg(now_ms()).arg(KEY_PREFIX).invoke_async(&mut conn).await?;
-        let now = state.clock.now();
         for entry in gone {
             let Some((g, u)) = entry.split_once('|') else { continue };
             let (Ok(g), Ok(u)) = (g.parse::<Uuid>(), u.parse::<Uuid>()) else { continue };

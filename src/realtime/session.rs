@@ -314,10 +314,11 @@ impl Session {
         }
         self.subs.clear();
         self.rx.close();
-        rt.unregister(self.conn);
         if let Some(m) = self.presence.take() {
             rt.presence.leave(&self.state, &m).await;
         }
+        // Last: shutdown waits for this.
+        rt.unregister(self.conn);
         let transport = self.transport;
         self.state.metrics.realtime_connections.get_or_create(&crate::metrics::TransportLabels { transport }).dec();
         self.state.metrics.realtime_disconnects.get_or_create(&crate::metrics::ReasonLabels { reason }).inc();

@@ -80,8 +80,18 @@ pub async fn insert_marking_new(
 ) -> Result<(u64, Vec<bool>), DbErr> {
     let inserted = insert_batch(db, partitions, readings, jobs, true).await?;
     let new = inserted.new.unwrap_or_default();
-    let flags =
-        readings.iter().map(|r| new.contains(&(r.device_id, r.metric.clone(), r.ts.timestamp_micros()))).collect();
+    // A key repeated within the batch is stored once (its first copy; the sort is stable).
+    let flags = readings
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let repeat = i > 0 && {
+                let p = &readings[i - 1];
+                (p.device_id, &p.metric, p.ts) == (r.device_id, &r.metric, r.ts)
+            };
+            !repeat && new.contains(&(r.device_id, r.metric.clone(), r.ts.timestamp_micros()))
+        })
+        .collect();
     Ok((inserted.count, flags))
 }
 
