@@ -22,24 +22,6 @@ scenario_how() {
     echo "A fresh PostgreSQL database \`${BENCH_DB}_realtime\`, the bench admin seeded, a grower, $((BENCH_RT_FANOUT_PATHS > 2 ? BENCH_RT_FANOUT_PATHS : 2)) devices, and a GROWER user who is a member of the grower (the subscribers' token; ${RT_TOKEN_WHO:-a grower member}); mash started with RUST_LOG=warn and ACCESS_TOKEN_TTL_SECS=3600, other REALTIME_* settings at their defaults. Load: \`examples/realtime_load.rs\` (tokio-tungstenite, on loopback), opening connections ${RT_OPEN_CONCURRENCY:-200} at a time, each \`GET /api/v1/realtime?access_token=…\`, one \`subscribe\`, open once its snapshot arrived, read continuously (server pings answered). **Idle:** VmRSS of mash (from /proc/PID/status) after setup, then $BENCH_RT_IDLE connections each subscribed to the second device's \`/live/sensors/{id}\`; once all are open, $BENCH_RT_SETTLE s (past a server ping round, REALTIME_PING_SECS=10) and VmRSS again; per connection = (after − before) ÷ connections still open then; \`realtime_connections\` from /metrics is shown as the server's own count. **Latency:** $BENCH_RT_SUBSCRIBERS subscribers of the first device's \`/live/sensors/{id}\`, then $BENCH_RT_EVENTS one-reading batches, one every $BENCH_RT_INTERVAL_MS ms, posted as the device (\`POST /api/v1/telemetry/batch\`, \`Authorization: Device …\`); latency = when a subscriber got the event carrying the batch's value − when that batch's 202 arrived (0 if the event came first), over every (subscriber, batch) pair; the client also checks each subscriber's ids are consecutive. **Two instances:** two mash on the same database, data directory (keys) and Redis (\`REDIS_URL\`, ${RT_REDIS_WHAT:-a private redis-server}), subscribers alternating between them, batches posted to the first. **Fan-out:** $BENCH_RT_SUBSCRIBERS subscribers on one instance, each subscribed to the live paths of $BENCH_RT_FANOUT_PATHS devices (the admin posts one reading per device per batch, so each batch is $BENCH_RT_FANOUT_PATHS events); $BENCH_RT_POSTERS tasks post as fast as the subscribers keep up (a batch only while every subscriber is at most $BENCH_RT_WINDOW messages behind, so none becomes a slow consumer), for $BENCH_DURATION s; messages/s = event messages received by all subscribers ÷ time from the first post to the last receipt; the share of time the posters were held by the window says whether delivery (high) or ingestion (near 0) set the pace. Its limit, right after: the same program against \`realtime_load bare-server\` (tokio-tungstenite and a tokio broadcast channel, no auth, no database, each connection writing what is queued and flushing once, as mash does) with the same subscribers and subscriptions, $BENCH_RT_POSTERS publisher connections each sending a message of the same size (broadcast once per path) and waiting for its ack, the same window."
 }
 
-# rt_free_port: like free_port, but below the kernel's ephemeral range: this scenario leaves
-# thousands of client sockets on ephemeral ports (open, then in TIME_WAIT), and binding a
-# listener to one of those ports fails.
-rt_free_port() {
-    local low p i
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
-    ((low > 11000)) || { free_port; return; }
-    for ((i = 0; i < 100; i++)); do
-        p=$((10000 + RANDOM % (low - 10000)))
-        ss -Htan "sport = :$p" 2>/dev/null | grep -q . && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
-
 # rt_json FILE EXPR...: fields of the last JSON line of FILE, space-separated (python expressions over d).
 rt_json() {
     local file=$1
@@ -180,7 +162,7 @@ rt_fanout() {
         'd["message_bytes"]' 'd["closed"]' '100 * d["poster_window_wait_share"]')"
     bench_log "realtime fanout: $subs subscribers x $BENCH_RT_FANOUT_PATHS paths, $acked batches ($perr errors, $posted/s), $msgs of $expected messages, $eps msg/s, $bytes bytes each, $closed closed, posters waited on the window ${wait}% of the time"
     local bport bpid i rsubs rmsgs rexpected reps rposted rwait
-    bport=$(rt_free_port) || return 1
+    bport=$(free_port) || return 1
     timeout $((BENCH_DURATION + 500)) "$RT_LOAD" bare-server "$bport" $((BENCH_DURATION + 400)) \
         >"$BENCH_OUT/realtime-bare-server.txt" 2>&1 &
     bpid=$!
@@ -214,7 +196,7 @@ rt_redis_start() {
     fi
     command -v redis-server >/dev/null 2>&1 || { bench_log "realtime: no redis-server; Redis rows skipped"; return 1; }
     local port i
-    port=$(rt_free_port) || return 1
+    port=$(free_port) || return 1
     redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no \
         --dir "$BENCH_TMP" >"$BENCH_OUT/realtime-redis.log" 2>&1 &
     RT_REDIS_PID=$!
@@ -243,7 +225,7 @@ scenario_run() {
     local db_url port pid url data=$BENCH_TMP/rt-data
     db_url=$(fresh_pg_db "${BENCH_DB}_realtime") || return 1
     local common=(DATABASE_URL="$db_url" MASH_DATA_DIR="$data" RUST_LOG="${RUST_LOG:-warn}" ACCESS_TOKEN_TTL_SECS=3600 "${MASH_EXTRA_ENV[@]}")
-    port=$(rt_free_port) || return 1
+    port=$(free_port) || return 1
     telemetry_mash rt "$BENCH_TMP/rt-1" "$port" "${common[@]}" || return 1
     pid=$MASH_PID
     wait_ready "$port" 60 "$pid" || { stop_mash "$pid" 5; return 1; }
@@ -263,10 +245,10 @@ scenario_run() {
         return 0
     fi
     local port_a port_b pid_a pid_b
-    port_a=$(rt_free_port) || return 1
+    port_a=$(free_port) || return 1
     start_mash rt-a "$BENCH_TMP/rt-a" "$port_a" "${common[@]}" REDIS_URL="$RT_REDIS_URL"
     pid_a=$MASH_PID
-    port_b=$(rt_free_port) || return 1
+    port_b=$(free_port) || return 1
     start_mash rt-b "$BENCH_TMP/rt-b" "$port_b" "${common[@]}" REDIS_URL="$RT_REDIS_URL"
     pid_b=$MASH_PID
     if wait_ready "$port_a" 60 "$pid_a" && wait_ready "$port_b" 60 "$pid_b"; then
