@@ -260,6 +260,16 @@ impl Shared {
     fn now_ns(&self) -> u64 {
         self.t0.elapsed().as_nanos() as u64
     }
+
+    /// Counts one event message of `bytes` received at `now` by the subscriber `sub`.
+    fn received_one(&self, sub: &SubState, now: u64, bytes: usize) {
+        sub.count.fetch_add(1, Ordering::Relaxed);
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_recv_ns.fetch_max(now, Ordering::Relaxed);
+        if self.message_bytes.load(Ordering::Relaxed) == 0 {
+            self.message_bytes.store(bytes as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -321,12 +331,7 @@ async fn subscriber(
                     // Counting only (fanout): no JSON parsing on this side.
                     if t.as_str().contains(r#""event""#) {
                         st.events += 1;
-                        state.count.fetch_add(1, Ordering::Relaxed);
-                        shared.received.fetch_add(1, Ordering::Relaxed);
-                        shared.last_recv_ns.fetch_max(now, Ordering::Relaxed);
-                        if shared.message_bytes.load(Ordering::Relaxed) == 0 {
-                            shared.message_bytes.store(t.len() as u64, Ordering::Relaxed);
-                        }
+                        shared.received_one(&state, now, t.len());
                     } else {
                         st.other += 1;
                     }
@@ -357,12 +362,7 @@ async fn subscriber(
                             }
                         }
                         st.events += 1;
-                        state.count.fetch_add(1, Ordering::Relaxed);
-                        shared.received.fetch_add(1, Ordering::Relaxed);
-                        shared.last_recv_ns.fetch_max(now, Ordering::Relaxed);
-                        if shared.message_bytes.load(Ordering::Relaxed) == 0 {
-                            shared.message_bytes.store(t.len() as u64, Ordering::Relaxed);
-                        }
+                        shared.received_one(&state, now, t.len());
                     }
                     Some("reset") => st.resets += 1,
                     _ => st.other += 1,

@@ -12,10 +12,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     hash::{BuildHasher, RandomState},
-    sync::{
-        Arc, Mutex, MutexGuard, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -106,16 +103,27 @@ impl Topic {
         Self { path, last_id, version: None, buffer: VecDeque::new(), subs: Vec::new(), idle_since: None }
     }
 
-    fn fan_out(&mut self, frame: &Delivery, slow: &AtomicU64) {
+    fn fan_out(&mut self, frame: &Delivery) {
         self.subs.retain(|(_, outlet)| match outlet.tx.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                slow.fetch_add(1, Ordering::Relaxed);
                 outlet.kill(CloseReason::SlowConsumer);
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
+    }
+
+    /// Takes event `id` (assigned by Redis) as the latest; `false` for one already seen.
+    fn advance(&mut self, id: u64, version: Option<i64>) -> bool {
+        if id <= self.last_id {
+            return false;
+        }
+        self.last_id = id;
+        if version.is_some() {
+            self.version = version.max(self.version);
+        }
+        true
     }
 
     fn trim(&mut self, keep: usize, window: Duration, now: Instant) {
@@ -155,8 +163,6 @@ pub struct Hub {
     replay_window: Duration,
     /// Ids and replay come from Redis.
     remote: bool,
-    pub published: AtomicU64,
-    pub dropped_slow: AtomicU64,
 }
 
 const SHARDS: usize = 32;
@@ -169,8 +175,6 @@ impl Hub {
             replay_events,
             replay_window,
             remote,
-            published: AtomicU64::new(0),
-            dropped_slow: AtomicU64::new(0),
         }
     }
 
@@ -203,8 +207,7 @@ impl Hub {
         let now = Instant::now();
         topic.buffer.push_back((now, frame.clone()));
         topic.trim(self.replay_events, self.replay_window, now);
-        topic.fan_out(&frame, &self.dropped_slow);
-        self.published.fetch_add(1, Ordering::Relaxed);
+        topic.fan_out(&frame);
         Some(frame.id)
     }
 
@@ -213,30 +216,19 @@ impl Hub {
     pub fn deliver_remote(&self, path: &str, id: u64, version: Option<i64>, data: &str) {
         let mut shard = self.shard(path);
         let Some(topic) = shard.get_mut(path) else { return };
-        if id <= topic.last_id {
-            return;
+        if topic.advance(id, version) {
+            let frame = Arc::new(Frame::new(topic.path.clone(), id, version, data));
+            topic.fan_out(&frame);
         }
-        topic.last_id = id;
-        if version.is_some() {
-            topic.version = version.max(topic.version);
-        }
-        let frame = Arc::new(Frame::new(topic.path.clone(), id, version, data));
-        topic.fan_out(&frame, &self.dropped_slow);
-        self.published.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Fans out a frame read back from Redis (a gap filled after the subscription dropped).
     pub fn deliver_frame(&self, frame: Delivery) {
         let mut shard = self.shard(&frame.path);
         let Some(topic) = shard.get_mut(&*frame.path) else { return };
-        if frame.id <= topic.last_id {
-            return;
+        if topic.advance(frame.id, frame.version) {
+            topic.fan_out(&frame);
         }
-        topic.last_id = frame.id;
-        if frame.version.is_some() {
-            topic.version = frame.version.max(topic.version);
-        }
-        topic.fan_out(&frame, &self.dropped_slow);
     }
 
     /// Every path with subscribers here, and the last id heard on it.

@@ -126,15 +126,15 @@ pub fn parse(path: &str) -> Result<(&'static PathKind, Uuid), Refusal> {
     Err(Refusal::new("invalid", format!("{path}: not a realtime path")))
 }
 
-/// Whether `user` may read `path`: `Ok(kind, id)` or the refusal to send.
+/// Whether `user` may read `path`, or the refusal to send.
 ///
 /// A thing that does not exist and a thing the caller may not see are refused alike
 /// (`forbidden`), as the HTTP API answers both with the same 404, so ids cannot be probed. An
 /// ADMIN, who may see everything, is told `not_found`.
-pub async fn authorize(state: &AppState, user: &AuthUser, path: &str) -> Result<(&'static PathKind, Uuid), Refusal> {
+pub async fn authorize(state: &AppState, user: &AuthUser, path: &str) -> Result<(), Refusal> {
     let (kind, id) = parse(path)?;
     match (kind.authorize)(state, user, id).await {
-        Ok(()) => Ok((kind, id)),
+        Ok(()) => Ok(()),
         Err(AppError::NotFound(m)) if user.is_admin() => Err(Refusal::new("not_found", format!("{path}: {m}"))),
         Err(AppError::NotFound(_) | AppError::Forbidden(_) | AppError::ForbiddenWith { .. }) => {
             Err(Refusal::new("forbidden", format!("{path}: not a path you may read")))

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{
     hub::{CloseReason, ConnId, Delivery, Outlet, Start},
-    paths::{self, PathKind, Refusal},
+    paths::{self, Refusal},
     presence,
 };
 use crate::{auth::AuthUser, http::AppError, state::AppState};
@@ -144,10 +144,9 @@ impl Session {
             let max = self.state.config.realtime.max_subscriptions;
             return vec![error(Some(path), "invalid", &format!("at most {max} subscriptions per connection"))];
         }
-        let kind = match paths::authorize(&self.state, &self.user, path).await {
-            Ok((kind, _)) => kind,
-            Err(Refusal { code, message }) => return vec![error(Some(path), code, &message)],
-        };
+        if let Err(Refusal { code, message }) = paths::authorize(&self.state, &self.user, path).await {
+            return vec![error(Some(path), code, &message)];
+        }
         let rt = &self.state.realtime;
         if self.subs.remove(path).is_some() {
             rt.hub.detach(path, self.conn);
@@ -173,8 +172,8 @@ impl Session {
                 self.subs.insert(key, Sub { last });
                 events.iter().map(Out::event).collect()
             }
-            Start::Snapshot { id } => self.snapshot(kind, key, id, false).await,
-            Start::Reset { id } => self.snapshot(kind, key, id, true).await,
+            Start::Snapshot { id } => self.snapshot(key, id, false).await,
+            Start::Reset { id } => self.snapshot(key, id, true).await,
             // `remote_start` never answers `Remote`.
             Start::Remote => vec![error(Some(path), "unavailable", &format!("{path}: could not subscribe now"))],
         }
@@ -196,9 +195,9 @@ impl Session {
 
     /// Reads the snapshot and builds its message (after a `reset` when `reset`). For versioned
     /// paths, live events the snapshot already covers are folded into it: its id moves past them.
-    async fn snapshot(&mut self, kind: &'static PathKind, key: Arc<str>, mut id: u64, reset: bool) -> Vec<Out> {
-        let path_id = match paths::parse(&key) {
-            Ok((_, path_id)) => path_id,
+    async fn snapshot(&mut self, key: Arc<str>, mut id: u64, reset: bool) -> Vec<Out> {
+        let (kind, path_id) = match paths::parse(&key) {
+            Ok(parsed) => parsed,
             Err(r) => return vec![error(Some(&key), r.code, &r.message)],
         };
         let snap = match (kind.snapshot)(&self.state, path_id).await {
@@ -271,15 +270,21 @@ impl Session {
         self.rx.recv().await
     }
 
-    /// Another delivery if one is ready now (to batch writes).
-    pub fn ready_delivery(&mut self) -> Option<Delivery> {
-        self.pending.pop_front().or_else(|| self.rx.try_recv().ok())
+    /// What `first` and the deliveries already queued behind it (up to 64) become for the
+    /// client, so a transport writes them in one flush.
+    pub async fn outs_from(&mut self, first: Delivery) -> Vec<Out> {
+        let mut outs = self.on_delivery(first).await;
+        for _ in 0..64 {
+            let Some(more) = self.pending.pop_front().or_else(|| self.rx.try_recv().ok()) else { break };
+            outs.extend(self.on_delivery(more).await);
+        }
+        outs
     }
 
     /// What a live delivery becomes for the client: nothing (not subscribed, or already
     /// covered), the event, or, after a gap, the missed events first (from the replay
     /// buffer) or a `reset` and a new snapshot.
-    pub async fn on_delivery(&mut self, d: Delivery) -> Vec<Out> {
+    async fn on_delivery(&mut self, d: Delivery) -> Vec<Out> {
         let Some(sub) = self.subs.get_mut(&d.path) else { return Vec::new() };
         if d.id <= sub.last {
             return Vec::new();
@@ -300,10 +305,7 @@ impl Session {
             return missed.iter().chain(std::iter::once(&d)).map(Out::event).collect();
         }
         // The snapshot is read after `d` was published, so it covers `d`.
-        match paths::parse(&d.path) {
-            Ok((kind, _)) => self.snapshot(kind, d.path.clone(), d.id, true).await,
-            Err(_) => Vec::new(),
-        }
+        self.snapshot(d.path.clone(), d.id, true).await
     }
 
     /// Unsubscribes everything, leaves presence, unregisters. Call once, at the end.

@@ -170,11 +170,7 @@ async fn run(state: AppState, authed: Authed, paths: Vec<String>, since: Vec<Opt
                 }
                 d = session.next_delivery() => {
                     let Some(d) = d else { break "closed" };
-                    let mut msgs = session.on_delivery(d).await;
-                    for _ in 0..64 {
-                        let Some(more) = session.ready_delivery() else { break };
-                        msgs.extend(session.on_delivery(more).await);
-                    }
+                    let msgs = session.outs_from(d).await;
                     let n = msgs.len() as u64;
                     let mut stopped = false;
                     for m in msgs {

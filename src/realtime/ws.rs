@@ -115,7 +115,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
         };
         tokio::select! {
             biased;
-            killed = async { match &outlet { Some(o) => o.wait_killed().await, None => std::future::pending().await } } => {
+            killed = killed_of(&outlet) => {
                 break closing(&mut socket, killed, cfg.idle_timeout).await;
             }
             msg = socket.recv() => {
@@ -141,12 +141,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
             d = async { match &mut phase { Phase::Live { session, .. } => session.next_delivery().await, Phase::Waiting { .. } => None } }, if delivering => {
                 let Some(d) = d else { break "closed" };
                 let Phase::Live { session, .. } = &mut phase else { continue };
-                let mut outs = session.on_delivery(d).await;
-                // Write what else is queued now in the same flush.
-                for _ in 0..64 {
-                    let Some(more) = session.ready_delivery() else { break };
-                    outs.extend(session.on_delivery(more).await);
-                }
+                let outs = session.outs_from(d).await;
                 let n = outs.len() as u64;
                 let write = async {
                     for out in outs {
@@ -161,7 +156,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
                         Ok(()) => None,
                         Err(_) => break "write_failed",
                     },
-                    killed = async { match &outlet { Some(o) => o.wait_killed().await, None => std::future::pending().await } } => Some(killed),
+                    killed = killed_of(&outlet) => Some(killed),
                 };
                 if let Some(killed) = killed {
                     break closing(&mut socket, killed, cfg.idle_timeout).await;
@@ -195,6 +190,14 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
     };
     if let Phase::Live { session, .. } = phase {
         session.close(reason).await;
+    }
+}
+
+/// Resolves when the connection is asked to close; never before authentication.
+async fn killed_of(outlet: &Option<std::sync::Arc<super::hub::Outlet>>) -> CloseReason {
+    match outlet {
+        Some(o) => o.wait_killed().await,
+        None => std::future::pending().await,
     }
 }
 
