@@ -10,6 +10,8 @@ SCENARIO_NEEDS_PG=1
 : "${BENCH_JOBS:=20000}"
 : "${BENCH_JOB_PRODUCERS:=4}"
 : "${BENCH_JOB_CONCURRENCY:=4}"
+# What to run: any of jobs, pg, sqlite (the alerting parts by database). All three by default.
+: "${BENCH_ALERTS_PARTS:=jobs pg sqlite}"
 
 scenario_how() {
     echo "Queue: \`examples/job_load.rs\` starts the queue's workers (JOB_CONCURRENCY=$BENCH_JOB_CONCURRENCY, as \`mash serve\` runs them) on a fresh database and enqueues $BENCH_JOBS \`noop\` jobs from $BENCH_JOB_PRODUCERS producers, one statement (and, on PostgreSQL, one NOTIFY) per job; jobs/s = jobs ÷ seconds from the first enqueue until the last job has run and left the table. Database's own rate for the same work, right after on the same table: PostgreSQL — pgbench -M prepared -c $BENCH_JOB_CONCURRENCY -j $BENCH_THREADS -T $BENCH_DURATION with \`bench/pgbench/jobs.sql\` (the insert, NOTIFY, the SKIP LOCKED claim and the delete); SQLite — \`bench/tools/sqlite_jobs.py\` (one connection, the same pragmas, one transaction per statement). Ingestion: \`examples/ingest_load.rs\` as in the telemetry scenario ($BENCH_INGEST_CONNECTIONS device connections; 1000-reading batches on PostgreSQL, 100 on SQLite) for $BENCH_DURATION s, first with no rules, then with 100 enabled rules over the four metrics the load sends (60 threshold, 20 rate, 10 anomaly, 10 stale; none fires), so every batch enqueues an evaluation job that the workers run meanwhile. Latency: with those rules, ingestion paced (INGEST_RATE) to half the rule-less rate, plus \`examples/alert_probe.rs\` sending one reading every 100 ms that alternately breaks and clears a \`gt 50\` rule of its own device, so every probe batch opens or resolves an alert; the figure is \`alert_event_latency_seconds\` (from the batch's acceptance to the \`publish_alert_events\` job publishing the event), its p50/p99 interpolated within the histogram's buckets, over the probe's events only."
@@ -152,6 +154,17 @@ scenario_run() {
     JOB_LOAD=$(example_bin job_load) || { bench_log "cannot build job_load"; return 1; }
     ALERT_PROBE=$(example_bin alert_probe) || { bench_log "cannot build alert_probe"; return 1; }
 
+    [[ " $BENCH_ALERTS_PARTS " == *" jobs "* ]] && { alerts_jobs || return 1; }
+    if [[ " $BENCH_ALERTS_PARTS " == *" pg "* ]]; then
+        AL_PG_URL=$(fresh_pg_db "${BENCH_DB}_alerts") || return 1
+        alerts_backend pg "PostgreSQL" 1000 || return 1
+    fi
+    if [[ " $BENCH_ALERTS_PARTS " == *" sqlite "* ]]; then
+        alerts_backend sqlite "SQLite" 100 || return 1
+    fi
+}
+
+alerts_jobs() {
     local db=${BENCH_DB}_jobs url r own pct
     url=$(fresh_pg_db "$db") || return 1
     r=$(job_rate pg "$url") || return 1
@@ -166,8 +179,4 @@ scenario_run() {
     pct=$(ratio_pct "$r" "$own")
     bench_log "jobs sqlite: $r/s vs python $own/s ($pct%)"
     md_row "SQLite: no-op jobs enqueued and run" "$(fmt_int "$r") jobs/s" "Python sqlite3, the same statements: $(fmt_int "$own") jobs/s" "${pct}% / ≥ 50%" "$(met "$pct" ge 50)"
-
-    AL_PG_URL=$(fresh_pg_db "${BENCH_DB}_alerts") || return 1
-    alerts_backend pg "PostgreSQL" 1000 || return 1
-    alerts_backend sqlite "SQLite" 100 || return 1
 }

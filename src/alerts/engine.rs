@@ -141,11 +141,25 @@ pub struct State {
     pub samples: i64,
 }
 
+/// What a firing reading was found to be, from which [`message`] writes the alert's text.
+/// Kept as numbers so that only the reading whose message is stored pays for formatting it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observed {
+    /// The value itself (threshold).
+    Value,
+    /// The change per minute (rate).
+    Rate(f64),
+    /// How far from the baseline, in standard deviations, the baseline's mean, and the limit `k`.
+    Anomaly { sigmas: f64, mean: f64, k: f64 },
+    /// Seconds without a reading (stale).
+    Silence(i64),
+}
+
 /// What one reading (or one stale check) means for the alert of a (rule, device).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The condition holds (long enough): open the alert, or update the open one.
-    Fire { value: f64, message: String },
+    Fire { value: f64, observed: Observed },
     /// The condition does not hold: resolve an open alert (when the rule auto-resolves).
     Clear,
     /// Nothing to say yet (warming up, first reading of a rate, within `forSeconds`, or an old reading).
@@ -171,21 +185,18 @@ pub fn step(rule: &Rule, st: &mut State, ts: DateTime<Utc>, value: f64) -> Outco
     let previous = st.last_ts.zip(st.last_value);
     st.last_ts = Some(ts);
     st.last_value = Some(value);
-    // `Some((breached, observed, message))` when the rule could judge this reading.
-    let judged: Option<(bool, String)> = match rule.kind {
+    // `Some((breached, observed))` when the rule could judge this reading.
+    let judged: Option<(bool, Observed)> = match rule.kind {
         Kind::Stale => {
             st.breach_since = None;
             return Outcome::Clear;
         }
-        Kind::Threshold => Some((rule.breaches(value), format!("{} is {} ({})", rule.metric, value, rule.bound()))),
+        Kind::Threshold => Some((rule.breaches(value), Observed::Value)),
         Kind::Rate => previous.and_then(|(t0, v0)| {
             let minutes = (ts - t0).num_microseconds()? as f64 / 60e6;
             (minutes > 0.0).then(|| {
                 let rate = (value - v0) / minutes;
-                (
-                    rule.breaches(rate),
-                    format!("{} changes by {:.4}/min ({} per minute)", rule.metric, rate, rule.bound()),
-                )
+                (rule.breaches(rate), Observed::Rate(rate))
             })
         }),
         Kind::Anomaly => {
@@ -195,13 +206,7 @@ pub fn step(rule: &Rule, st: &mut State, ts: DateTime<Utc>, value: f64) -> Outco
                 let deviation = (value - st.mean).abs();
                 let breached = sd > 0.0 && deviation > k * sd;
                 let sigmas = if sd > 0.0 { deviation / sd } else { 0.0 };
-                (
-                    breached,
-                    format!(
-                        "{} is {}, {:.1}σ from its usual {:.4} (limit {}σ)",
-                        rule.metric, value, sigmas, st.mean, k
-                    ),
-                )
+                (breached, Observed::Anomaly { sigmas, mean: st.mean, k })
             });
             let (mean, variance) = ewma_update(st.mean, st.variance, st.samples, rule.alpha, value);
             st.mean = mean;
@@ -210,29 +215,35 @@ pub fn step(rule: &Rule, st: &mut State, ts: DateTime<Utc>, value: f64) -> Outco
             judged
         }
     };
-    let Some((breached, message)) = judged else { return Outcome::Nothing };
+    let Some((breached, observed)) = judged else { return Outcome::Nothing };
     if !breached {
         st.breach_since = None;
         return Outcome::Clear;
     }
     let since = *st.breach_since.get_or_insert(ts);
-    if (ts - since).num_seconds() >= rule.for_seconds {
-        let message =
-            if rule.for_seconds > 0 { format!("{message} for at least {} s", rule.for_seconds) } else { message };
-        Outcome::Fire { value, message }
-    } else {
-        Outcome::Nothing
-    }
+    if (ts - since).num_seconds() >= rule.for_seconds { Outcome::Fire { value, observed } } else { Outcome::Nothing }
+}
+
+/// The alert's text for a firing reading.
+pub fn message(rule: &Rule, value: f64, observed: Observed) -> String {
+    let text = match observed {
+        Observed::Value => format!("{} is {} ({})", rule.metric, value, rule.bound()),
+        Observed::Rate(rate) => format!("{} changes by {:.4}/min ({} per minute)", rule.metric, rate, rule.bound()),
+        Observed::Anomaly { sigmas, mean, k } => {
+            format!("{} is {}, {:.1}σ from its usual {:.4} (limit {}σ)", rule.metric, value, sigmas, mean, k)
+        }
+        Observed::Silence(age) => {
+            return format!("no {} reading for {} s (limit {} s)", rule.metric, age, rule.for_seconds);
+        }
+    };
+    if rule.for_seconds > 0 { format!("{text} for at least {} s", rule.for_seconds) } else { text }
 }
 
 /// A stale check: `last` is the latest reading (or when watching began), `now` the clock.
 pub fn stale(rule: &Rule, last: DateTime<Utc>, now: DateTime<Utc>) -> Outcome {
     let age = (now - last).num_seconds();
     if age >= rule.for_seconds {
-        Outcome::Fire {
-            value: age as f64,
-            message: format!("no {} reading for {} s (limit {} s)", rule.metric, age, rule.for_seconds),
-        }
+        Outcome::Fire { value: age as f64, observed: Observed::Silence(age) }
     } else {
         Outcome::Nothing
     }
@@ -295,6 +306,21 @@ mod tests {
         assert_eq!(step(&r, &mut st, t(0), 10.0), Outcome::Nothing, "no rate from one reading");
         assert_eq!(step(&r, &mut st, t(60), 11.5), Outcome::Clear, "1.5/min");
         assert!(matches!(step(&r, &mut st, t(90), 13.0), Outcome::Fire { .. }), "3/min");
+    }
+
+    #[test]
+    fn messages_say_what_was_observed() {
+        let mut r = rule(Kind::Threshold, Some(Op::Gt), Some(30.0), 0);
+        assert_eq!(message(&r, 31.5, Observed::Value), "temp is 31.5 (above 30)");
+        r.for_seconds = 60;
+        assert_eq!(message(&r, 31.5, Observed::Value), "temp is 31.5 (above 30) for at least 60 s");
+        let r = rule(Kind::Rate, Some(Op::Gt), Some(2.0), 0);
+        assert_eq!(message(&r, 13.0, Observed::Rate(3.0)), "temp changes by 3.0000/min (above 2 per minute)");
+        let r = rule(Kind::Anomaly, None, None, 0);
+        let observed = Observed::Anomaly { sigmas: 4.26, mean: 20.0, k: 3.0 };
+        assert_eq!(message(&r, 29.0, observed), "temp is 29, 4.3σ from its usual 20.0000 (limit 3σ)");
+        let r = rule(Kind::Stale, None, None, 300);
+        assert_eq!(message(&r, 400.0, Observed::Silence(400)), "no temp reading for 400 s (limit 300 s)");
     }
 
     #[test]

@@ -53,13 +53,8 @@ impl BackgroundJob for EvaluateReadings {
     const TIMEOUT: Duration = Duration::from_secs(30);
 
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let rules = rule::Entity::find()
-            .filter(rule::Column::GrowerId.eq(self.grower_id))
-            .filter(rule::Column::Enabled.eq(true))
-            .filter(rule::Column::DeletedAt.is_null())
-            .filter(rule::Column::Metric.is_in(self.metrics.iter().map(String::as_str)))
-            .all(&state.db)
-            .await?;
+        let grower_rules = super::rules_of(&state.db, &state.alerts, self.grower_id).await?;
+        let rules: Vec<&rule::Model> = grower_rules.rules.iter().filter(|r| self.metrics.contains(&r.metric)).collect();
         if rules.is_empty() {
             return Ok(());
         }
@@ -80,7 +75,7 @@ impl BackgroundJob for EvaluateReadings {
         for readings in pairs.values_mut() {
             readings.sort_by_key(|r| r.0);
         }
-        let rules: HashMap<Uuid, rule::Model> = rules.into_iter().map(|r| (r.id, r)).collect();
+        let rules: HashMap<Uuid, &rule::Model> = rules.into_iter().map(|r| (r.id, r)).collect();
         let now = state.clock.now();
         let txn = crate::db::begin_write(&state.db).await?;
         let keys: Vec<(Uuid, Uuid)> = pairs.keys().copied().collect();
@@ -88,12 +83,12 @@ impl BackgroundJob for EvaluateReadings {
         let mut open = open_alerts(&txn, &keys).await?;
         let mut changes = Vec::new();
         for ((rule_id, device_id), readings) in &pairs {
-            let model = &rules[rule_id];
+            let model = rules[rule_id];
             let Some(rule) = engine::Rule::from_model(model) else { continue };
             let st = states.entry((*rule_id, *device_id)).or_default();
             let outcomes: Vec<Outcome> = readings.iter().map(|(ts, v)| engine::step(&rule, st, *ts, *v)).collect();
             let current = open.remove(&(*rule_id, *device_id));
-            apply(&txn, model, *device_id, current, outcomes, now, &mut changes).await?;
+            apply(&txn, model, &rule, *device_id, current, outcomes, now, &mut changes).await?;
         }
         save_states(&txn, &states, now).await?;
         let accepted_at = DateTime::from_timestamp_millis(self.accepted_at_ms);
@@ -166,8 +161,8 @@ async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Resu
         let outcome = engine::stale(&rule, last, now);
         // An open stale alert stays as it is: the check repeating is not news.
         if matches!(outcome, Outcome::Fire { .. }) && !open.contains_key(&(model.id, device_id)) {
-            apply(&txn, model, device_id, open.remove(&(model.id, device_id)), vec![outcome], now, &mut changes)
-                .await?;
+            let current = open.remove(&(model.id, device_id));
+            apply(&txn, model, &rule, device_id, current, vec![outcome], now, &mut changes).await?;
         }
     }
     super::delivery::notify(&txn, state, model.grower_id, &changes, None).await?;
@@ -304,26 +299,30 @@ async fn open_alerts(
 
 /// Applies a pair's outcomes, in order, to its alert: the first firing opens one, repeats while
 /// it is open are folded into one update (value, message, count, last seen), a clear resolves
-/// it when the rule auto-resolves. Pushes each change made.
+/// it when the rule auto-resolves. Pushes each change made. Only the messages that are stored
+/// are written.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     txn: &DatabaseTransaction,
     rule: &rule::Model,
+    judge: &engine::Rule,
     device_id: Uuid,
     mut open: Option<alert::Model>,
     outcomes: Vec<Outcome>,
     now: DateTime<Utc>,
     changes: &mut Vec<(Change, alert::Model)>,
 ) -> Result<(), DbErr> {
-    let mut repeats: Option<(i32, f64, String)> = None;
+    let mut repeats: Option<(i32, f64, engine::Observed)> = None;
     for outcome in outcomes {
         match outcome {
             Outcome::Nothing => {}
-            Outcome::Fire { value, message } => match &open {
+            Outcome::Fire { value, observed } => match &open {
                 Some(_) => {
                     let n = repeats.as_ref().map_or(0, |r| r.0);
-                    repeats = Some((n + 1, value, message));
+                    repeats = Some((n + 1, value, observed));
                 }
                 None => {
+                    let message = engine::message(judge, value, observed);
                     let a = alert::Model {
                         id: Uuid::now_v7(),
                         grower_id: rule.grower_id,
@@ -354,7 +353,7 @@ async fn apply(
                 if rule.auto_resolve
                     && let Some(a) = open.take()
                 {
-                    let a = flush_repeats(txn, a, repeats.take(), now, changes).await?;
+                    let a = flush_repeats(txn, judge, a, repeats.take(), now, changes).await?;
                     if let Some(resolved) = resolve(txn, &a, None, now).await? {
                         changes.push((Change::Resolved, resolved));
                     }
@@ -363,19 +362,21 @@ async fn apply(
         }
     }
     if let Some(a) = open {
-        flush_repeats(txn, a, repeats, now, changes).await?;
+        flush_repeats(txn, judge, a, repeats, now, changes).await?;
     }
     Ok(())
 }
 
 async fn flush_repeats(
     txn: &DatabaseTransaction,
+    judge: &engine::Rule,
     mut a: alert::Model,
-    repeats: Option<(i32, f64, String)>,
+    repeats: Option<(i32, f64, engine::Observed)>,
     now: DateTime<Utc>,
     changes: &mut Vec<(Change, alert::Model)>,
 ) -> Result<alert::Model, DbErr> {
-    let Some((n, value, message)) = repeats else { return Ok(a) };
+    let Some((n, value, observed)) = repeats else { return Ok(a) };
+    let message = engine::message(judge, value, observed);
     let updated = alert::Entity::update_many()
         .col_expr(alert::Column::Value, Expr::value(value))
         .col_expr(alert::Column::Message, Expr::value(message.clone()))

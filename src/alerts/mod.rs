@@ -43,16 +43,26 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(webhooks::router())
 }
 
-/// What a grower's enabled rules look at: (device or any device, metric).
-type Watch = HashSet<(Option<Uuid>, String)>;
+/// A grower's enabled rules, and what they look at: (device or any device, metric).
+pub struct GrowerRules {
+    pub rules: Vec<rule::Model>,
+    watch: HashSet<(Option<Uuid>, String)>,
+}
+
+impl GrowerRules {
+    fn watches(&self, device_id: Uuid, metric: &str) -> bool {
+        // Few rules per grower: a scan beats building a key per reading.
+        self.watch.iter().any(|(d, m)| m == metric && d.is_none_or(|d| d == device_id))
+    }
+}
 
 /// Process-wide alerting state.
 pub struct AlertsState {
-    /// Enabled rules by (grower, generation), as (device, metric) pairs. Every rule change, here
-    /// or (through Redis) on another instance, bumps the generation, so entries read before it
-    /// are never found again — even one stored by a lookup that raced the change. The TTL bounds
-    /// a missed message.
-    watches: moka::sync::Cache<(Uuid, u64), Arc<Watch>>,
+    /// Enabled rules by (grower, generation), for ingestion (what is watched) and for the
+    /// evaluation jobs. Every rule change, here or (through Redis) on another instance, bumps the
+    /// generation, so entries read before it are never found again — even one stored by a lookup
+    /// that raced the change. The TTL bounds a missed message.
+    rules: moka::sync::Cache<(Uuid, u64), Arc<GrowerRules>>,
     generation: std::sync::atomic::AtomicU64,
     /// The grower of each device (devices do not change grower).
     device_growers: moka::sync::Cache<Uuid, Uuid>,
@@ -63,7 +73,7 @@ pub struct AlertsState {
 impl AlertsState {
     pub fn new(config: &crate::Config) -> anyhow::Result<Self> {
         Ok(Self {
-            watches: moka::sync::Cache::builder()
+            rules: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.alerts.rule_cache_ttl)
                 .build(),
@@ -101,22 +111,25 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     })]
 }
 
-async fn watch_of(db: &DatabaseConnection, state: &AlertsState, grower_id: Uuid) -> Result<Arc<Watch>, DbErr> {
+/// The enabled rules of a grower, from the cache.
+pub async fn rules_of(
+    db: &DatabaseConnection,
+    state: &AlertsState,
+    grower_id: Uuid,
+) -> Result<Arc<GrowerRules>, DbErr> {
     let generation = state.generation.load(std::sync::atomic::Ordering::SeqCst);
-    if let Some(w) = state.watches.get(&(grower_id, generation)) {
+    if let Some(w) = state.rules.get(&(grower_id, generation)) {
         return Ok(w);
     }
-    let rows: Vec<(Option<Uuid>, String)> = rule::Entity::find()
-        .select_only()
-        .columns([rule::Column::DeviceId, rule::Column::Metric])
+    let rules = rule::Entity::find()
         .filter(rule::Column::GrowerId.eq(grower_id))
         .filter(rule::Column::Enabled.eq(true))
         .filter(rule::Column::DeletedAt.is_null())
-        .into_tuple()
         .all(db)
         .await?;
-    let w = Arc::new(rows.into_iter().collect::<Watch>());
-    state.watches.insert((grower_id, generation), w.clone());
+    let watch = rules.iter().map(|r| (r.device_id, r.metric.clone())).collect();
+    let w = Arc::new(GrowerRules { rules, watch });
+    state.rules.insert((grower_id, generation), w.clone());
     Ok(w)
 }
 
@@ -138,7 +151,7 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
             alerts.device_growers.insert(d, g);
         }
     }
-    let mut watches: HashMap<Uuid, Arc<Watch>> = HashMap::new();
+    let mut watches: HashMap<Uuid, Arc<GrowerRules>> = HashMap::new();
     // Per grower: the watched devices, metrics and time range.
     let mut per_grower: HashMap<Uuid, Span<'_>> = HashMap::new();
     for r in readings {
@@ -146,17 +159,12 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
         let watch = match watches.get(&grower) {
             Some(w) => w.clone(),
             None => {
-                let w = watch_of(&state.db, alerts, grower).await?;
+                let w = rules_of(&state.db, alerts, grower).await?;
                 watches.insert(grower, w.clone());
                 w
             }
         };
-        if watch.is_empty() {
-            continue;
-        }
-        let any = (None, r.metric.clone());
-        let hit = watch.contains(&any) || watch.contains(&(Some(r.device_id), any.1));
-        if hit {
+        if watch.watches(r.device_id, &r.metric) {
             let ts = r.ts.timestamp_micros();
             let e = per_grower.entry(grower).or_insert_with(|| (HashSet::new(), HashSet::new(), ts, ts));
             e.0.insert(r.device_id);

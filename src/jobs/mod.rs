@@ -97,7 +97,8 @@ pub async fn enqueue_at<C: ConnectionTrait, J: BackgroundJob>(
 }
 
 /// A job row about to be inserted, for the few writers that insert through sqlx directly
-/// (telemetry's one-statement batch path).
+/// (telemetry's batch path: on PostgreSQL inside the batch's one statement, see
+/// `telemetry::store`; on SQLite in the batch's transaction).
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: Uuid,
@@ -123,23 +124,6 @@ impl NewJob {
     /// The insert, with `$1`..`$7` placeholders (SQLite takes them as `?1`..`?7`).
     pub const INSERT_SQL: &'static str = "INSERT INTO background_jobs (id, job_type, payload, priority, status, \
          attempts, max_attempts, run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)";
-
-    /// Inserts on a PostgreSQL connection (inside the caller's sqlx transaction) and notifies.
-    pub async fn insert_pg(&self, conn: &mut sea_orm::sqlx::PgConnection) -> Result<(), sea_orm::sqlx::Error> {
-        use sea_orm::sqlx;
-        sqlx::query(Self::INSERT_SQL)
-            .bind(self.id)
-            .bind(self.job_type)
-            .bind(sqlx::types::Json(&self.payload))
-            .bind(self.priority)
-            .bind(self.max_attempts)
-            .bind(self.run_at)
-            .bind(Utc::now())
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {CHANNEL}"))).execute(&mut *conn).await?;
-        Ok(())
-    }
 
     /// Inserts on an SQLite connection (inside the caller's sqlx transaction).
     pub async fn insert_sqlite(&self, conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {

@@ -119,6 +119,10 @@ async fn insert_batch(
     }
 }
 
+/// One statement per batch, autocommit: the readings, the live state, and the batch's rule
+/// evaluation jobs with their wake-up (`pg_notify`, delivered at commit; the `woke` CTE is
+/// referenced so that it runs, and only when a job was inserted). The same prepared statement
+/// serves every batch, with or without jobs.
 const PG_INSERT: &str = "\
 WITH ins AS (
     INSERT INTO sensor_readings (device_id, metric, ts, value)
@@ -130,8 +134,17 @@ WITH ins AS (
     SELECT * FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::float8[])
     ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value
     WHERE excluded.ts > device_state.ts
+), job AS (
+    INSERT INTO background_jobs (id, job_type, payload, priority, status, attempts, max_attempts, run_at,
+        created_at, updated_at)
+    SELECT id, job_type, payload, priority, 'queued', 0, max_attempts, run_at, $15, $15
+    FROM unnest($9::uuid[], $10::text[], $11::jsonb[], $12::int2[], $13::int4[], $14::timestamptz[])
+        AS j(id, job_type, payload, priority, max_attempts, run_at)
+    RETURNING 1
+), woke AS (
+    SELECT pg_notify('mash_jobs', '') FROM (SELECT 1 FROM job LIMIT 1) AS any_job
 )
-SELECT count(*) FROM ins";
+SELECT count(*), (SELECT count(*) FROM woke) FROM ins";
 
 /// [`PG_INSERT`] answering the keys of the new readings instead of their count.
 const PG_INSERT_RETURNING: &str = "\
@@ -145,8 +158,17 @@ WITH ins AS (
     SELECT * FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::float8[])
     ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value
     WHERE excluded.ts > device_state.ts
+), job AS (
+    INSERT INTO background_jobs (id, job_type, payload, priority, status, attempts, max_attempts, run_at,
+        created_at, updated_at)
+    SELECT id, job_type, payload, priority, 'queued', 0, max_attempts, run_at, $15, $15
+    FROM unnest($9::uuid[], $10::text[], $11::jsonb[], $12::int2[], $13::int4[], $14::timestamptz[])
+        AS j(id, job_type, payload, priority, max_attempts, run_at)
+    RETURNING 1
+), woke AS (
+    SELECT pg_notify('mash_jobs', '') FROM (SELECT 1 FROM job LIMIT 1) AS any_job
 )
-SELECT device_id, metric, ts FROM ins";
+SELECT device_id, metric, ts FROM ins WHERE (SELECT count(*) FROM woke) >= 0";
 
 /// Rows of either statement as an [`Inserted`].
 fn inserted_pg(rows: Vec<sqlx::postgres::PgRow>, returning: bool) -> Result<Inserted, sqlx::Error> {
@@ -183,20 +205,15 @@ async fn insert_pg(
             .bind(latest.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>())
             .bind(latest.iter().map(|r| r.ts).collect::<Vec<_>>())
             .bind(latest.iter().map(|r| r.value).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.job_type).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| sqlx::types::Json(&j.payload)).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+            .bind(Utc::now())
     };
-    // Without jobs the batch is one autocommit statement; with them, one transaction.
-    let run = async || -> Result<Inserted, sqlx::Error> {
-        if jobs.is_empty() {
-            return inserted_pg(query().fetch_all(pool).await?, returning);
-        }
-        let mut tx = pool.begin().await?;
-        let rows = query().fetch_all(&mut *tx).await?;
-        for job in jobs {
-            job.insert_pg(&mut tx).await?;
-        }
-        tx.commit().await?;
-        inserted_pg(rows, returning)
-    };
+    let run = async || -> Result<Inserted, sqlx::Error> { inserted_pg(query().fetch_all(pool).await?, returning) };
     match run().await {
         Ok(n) => Ok(n),
         // A partition this process believed in is gone (dropped by another instance's
@@ -662,6 +679,12 @@ mod tests {
         let latest: Vec<(u128, &str, f64)> =
             latest_per_key(&batch).iter().map(|r| (r.device_id.as_u128(), r.metric.as_str(), r.value)).collect();
         assert_eq!(latest, vec![(1, "h", 3.0), (1, "t", 2.0), (2, "t", 4.0)]);
+    }
+
+    #[test]
+    fn the_batch_statements_wake_the_queue_channel() {
+        let wake = format!("pg_notify('{}', '')", crate::jobs::CHANNEL);
+        assert!(PG_INSERT.contains(&wake) && PG_INSERT_RETURNING.contains(&wake));
     }
 
     #[test]
