@@ -1,5 +1,5 @@
-//! The evaluation jobs: `evaluate_readings` (enqueued by ingestion) and `check_stale`
-//! (periodic). Both change alerts the same way, in one transaction that holds the
+//! The evaluation jobs: `evaluate_readings` (enqueued by ingestion; a run also takes on the
+//! evaluations queued meanwhile) and `check_stale` (periodic). Both change alerts the same way, in one transaction that holds the
 //! `alert_rule_states` rows of the (rule, device) pairs it touches: evaluations of one pair are
 //! serialised across workers and instances, state and alert changes commit together with
 //! their delivery jobs, and a retried run skips readings it already saw.
@@ -53,53 +53,98 @@ impl BackgroundJob for EvaluateReadings {
     const TIMEOUT: Duration = Duration::from_secs(30);
 
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let grower_rules = super::rules_of(&state.db, &state.alerts, self.grower_id).await?;
-        let rules: Vec<&rule::Model> = grower_rules.rules.iter().filter(|r| self.metrics.contains(&r.metric)).collect();
-        if rules.is_empty() {
-            return Ok(());
-        }
-        let from = DateTime::from_timestamp_micros(self.from_us).unwrap_or_default();
-        let to = DateTime::from_timestamp_micros(self.to_us).unwrap_or_default();
-        let readings =
-            crate::telemetry::store::readings_between(&state.db, &self.devices, &self.metrics, from, to).await?;
-        // (rule, device) -> readings in time order.
-        let mut pairs: BTreeMap<Pair, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
-        for r in &readings {
-            for rule in rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id)) {
-                pairs.entry((rule.id, r.device_id)).or_default().push((r.ts, r.value));
+        let _gate = crate::db::write_gate(&state.db).await;
+        let txn = crate::db::begin_write(&state.db).await?;
+        let now = state.clock.now();
+        // Evaluations queued meanwhile (any grower's) are done in this run too: one transaction
+        // and one state write per (rule, device) for all of them, instead of one each. Under a
+        // steady load that is what keeps evaluation from falling behind ingestion, above all on
+        // SQLite, where every transaction is a turn at the single write lock and an fsync. The
+        // jobs taken are removed in this transaction, so they are done exactly when it commits.
+        let mut batch = vec![self.clone()];
+        let mut taken = Vec::new();
+        for job in crate::jobs::queue::lock_due(&txn, Self::NAME, now, TAKE_QUEUED).await? {
+            // A payload that does not parse is left to fail as its own job (and be dead-lettered).
+            if let Ok(args) = serde_json::from_value::<Self>(job.payload) {
+                taken.push((job.id, job.run_at));
+                batch.push(args);
             }
         }
-        if pairs.is_empty() {
-            return Ok(());
+        crate::jobs::queue::remove(&txn, &taken.iter().map(|t| t.0).collect::<Vec<_>>()).await?;
+
+        // (rule, device) -> readings; the rules by id; the earliest acceptance of each device's batches.
+        let mut pairs: BTreeMap<Pair, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
+        let mut models: HashMap<Uuid, rule::Model> = HashMap::new();
+        let mut accepted: HashMap<Uuid, i64> = HashMap::new();
+        for job in &batch {
+            let grower_rules = super::rules_of(&txn, &state.alerts, job.grower_id).await?;
+            let rules: Vec<&rule::Model> =
+                grower_rules.rules.iter().filter(|r| job.metrics.contains(&r.metric)).collect();
+            if rules.is_empty() {
+                continue;
+            }
+            let from = DateTime::from_timestamp_micros(job.from_us).unwrap_or_default();
+            let to = DateTime::from_timestamp_micros(job.to_us).unwrap_or_default();
+            let readings =
+                crate::telemetry::store::readings_between(&txn, &job.devices, &job.metrics, from, to).await?;
+            for d in &job.devices {
+                let at = accepted.entry(*d).or_insert(job.accepted_at_ms);
+                *at = Ord::min(*at, job.accepted_at_ms);
+            }
+            for r in &readings {
+                for rule in
+                    rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id))
+                {
+                    pairs.entry((rule.id, r.device_id)).or_default().push((r.ts, r.value));
+                }
+            }
+            for rule in rules {
+                models.entry(rule.id).or_insert_with(|| rule.clone());
+            }
         }
         for readings in pairs.values_mut() {
             readings.sort_by_key(|r| r.0);
+            // Batches taken together may overlap.
+            readings.dedup_by_key(|r| r.0);
         }
-        let rules: HashMap<Uuid, &rule::Model> = rules.into_iter().map(|r| (r.id, r)).collect();
-        let now = state.clock.now();
-        let txn = crate::db::begin_write(&state.db).await?;
-        let keys: Vec<(Uuid, Uuid)> = pairs.keys().copied().collect();
+        let keys: Vec<Pair> = pairs.keys().copied().collect();
         let mut states = lock_states(&txn, &keys, now).await?;
         let mut open = open_alerts(&txn, &keys).await?;
-        let mut changes = Vec::new();
+        // Per grower, the alert changes made.
+        let mut changes: BTreeMap<Uuid, Vec<(Change, alert::Model)>> = BTreeMap::new();
         for ((rule_id, device_id), readings) in &pairs {
-            let model = rules[rule_id];
+            let model = &models[rule_id];
             let Some(rule) = engine::Rule::from_model(model) else { continue };
             let st = states.entry((*rule_id, *device_id)).or_default();
             let outcomes: Vec<Outcome> = readings.iter().map(|(ts, v)| engine::step(&rule, st, *ts, *v)).collect();
             let current = open.remove(&(*rule_id, *device_id));
-            apply(&txn, model, &rule, *device_id, current, outcomes, now, &mut changes).await?;
+            let made = changes.entry(model.grower_id).or_default();
+            apply(&txn, model, &rule, *device_id, current, outcomes, now, made).await?;
         }
         save_states(&txn, &states, now).await?;
-        let accepted_at = DateTime::from_timestamp_millis(self.accepted_at_ms);
-        super::delivery::notify(&txn, state, self.grower_id, &changes, accepted_at).await?;
+        for (grower_id, made) in &changes {
+            // The batch behind the earliest of these changes, for `alert_event_latency_seconds`.
+            let first = made.iter().filter_map(|(_, a)| accepted.get(&a.device_id)).min();
+            let accepted_at = first.and_then(|ms| DateTime::from_timestamp_millis(*ms));
+            super::delivery::notify(&txn, state, *grower_id, made, accepted_at).await?;
+        }
         txn.commit().await?;
-        if !changes.is_empty() {
+        let labels = crate::metrics::JobLabels { job: Self::NAME };
+        for (_, run_at) in &taken {
+            let waited = Ord::max((now - *run_at).num_microseconds().unwrap_or(0), 0) as f64 / 1e6;
+            state.metrics.job_wait.get_or_create(&labels).observe(waited);
+        }
+        let outcome = crate::metrics::JobOutcome { job: Self::NAME, outcome: "success" };
+        state.metrics.jobs_finished.get_or_create(&outcome).inc_by(taken.len() as u64);
+        if changes.values().any(|c| !c.is_empty()) {
             state.jobs.wake();
         }
         Ok(())
     }
 }
+
+/// How many queued evaluations one run takes on besides its own.
+const TAKE_QUEUED: u64 = 63;
 
 /// The periodic stale-device check.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -150,6 +195,7 @@ async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Resu
     if stale.is_empty() {
         return Ok(());
     }
+    let _gate = crate::db::write_gate(&state.db).await;
     let txn = crate::db::begin_write(&state.db).await?;
     let keys: Vec<(Uuid, Uuid)> = stale.iter().map(|(d, _)| (model.id, *d)).collect();
     let states = lock_states(&txn, &keys, now).await?;
@@ -313,16 +359,21 @@ async fn apply(
     changes: &mut Vec<(Change, alert::Model)>,
 ) -> Result<(), DbErr> {
     let mut repeats: Option<(i32, f64, engine::Observed)> = None;
+    // An alert these outcomes open: stored once, with its repeats folded in, so a client sees
+    // one `created` event for it rather than `created` and `updated`.
+    let mut fresh: Option<(alert::Model, engine::Observed)> = None;
     for outcome in outcomes {
         match outcome {
             Outcome::Nothing => {}
-            Outcome::Fire { value, observed } => match &open {
-                Some(_) => {
+            Outcome::Fire { value, observed } => {
+                if let Some((a, seen)) = &mut fresh {
+                    a.count += 1;
+                    a.value = value;
+                    *seen = observed;
+                } else if open.is_some() {
                     let n = repeats.as_ref().map_or(0, |r| r.0);
                     repeats = Some((n + 1, value, observed));
-                }
-                None => {
-                    let message = engine::message(judge, value, observed);
+                } else {
                     let a = alert::Model {
                         id: Uuid::now_v7(),
                         grower_id: rule.grower_id,
@@ -331,7 +382,7 @@ async fn apply(
                         metric: rule.metric.clone(),
                         severity: rule.severity.clone(),
                         status: alert::ACTIVE.into(),
-                        message,
+                        message: String::new(),
                         value,
                         count: 1,
                         created_at: now,
@@ -342,29 +393,44 @@ async fn apply(
                         resolved_by: None,
                         updated_at: now,
                     };
-                    alert::Entity::insert(sea_orm::IntoActiveModel::into_active_model(a.clone()))
-                        .exec_without_returning(txn)
-                        .await?;
-                    changes.push((Change::Created, a.clone()));
-                    open = Some(a);
-                }
-            },
-            Outcome::Clear => {
-                if rule.auto_resolve
-                    && let Some(a) = open.take()
-                {
-                    let a = flush_repeats(txn, judge, a, repeats.take(), now, changes).await?;
-                    if let Some(resolved) = resolve(txn, &a, None, now).await? {
-                        changes.push((Change::Resolved, resolved));
-                    }
+                    fresh = Some((a, observed));
                 }
             }
+            Outcome::Clear if rule.auto_resolve => {
+                let current = match (fresh.take(), open.take()) {
+                    (Some(f), _) => Some(store_fresh(txn, judge, f, changes).await?),
+                    (None, Some(a)) => Some(flush_repeats(txn, judge, a, repeats.take(), now, changes).await?),
+                    (None, None) => None,
+                };
+                if let Some(a) = current
+                    && let Some(resolved) = resolve(txn, &a, None, now).await?
+                {
+                    changes.push((Change::Resolved, resolved));
+                }
+            }
+            Outcome::Clear => {}
         }
+    }
+    if let Some(f) = fresh {
+        store_fresh(txn, judge, f, changes).await?;
     }
     if let Some(a) = open {
         flush_repeats(txn, judge, a, repeats, now, changes).await?;
     }
     Ok(())
+}
+
+/// Inserts an alert opened by this evaluation, with the message of its last firing reading.
+async fn store_fresh(
+    txn: &DatabaseTransaction,
+    judge: &engine::Rule,
+    (mut a, observed): (alert::Model, engine::Observed),
+    changes: &mut Vec<(Change, alert::Model)>,
+) -> Result<alert::Model, DbErr> {
+    a.message = engine::message(judge, a.value, observed);
+    alert::Entity::insert(sea_orm::IntoActiveModel::into_active_model(a.clone())).exec_without_returning(txn).await?;
+    changes.push((Change::Created, a.clone()));
+    Ok(a)
 }
 
 async fn flush_repeats(

@@ -14,7 +14,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
@@ -112,8 +112,8 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
 }
 
 /// The enabled rules of a grower, from the cache.
-pub async fn rules_of(
-    db: &DatabaseConnection,
+pub async fn rules_of<C: ConnectionTrait>(
+    db: &C,
     state: &AlertsState,
     grower_id: Uuid,
 ) -> Result<Arc<GrowerRules>, DbErr> {

@@ -128,6 +128,32 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     db.ping().await
 }
 
+/// This process's turn at an SQLite database's single write lock, for the busiest writers
+/// (telemetry batches, rule evaluations, job claims and completions); `None` on PostgreSQL.
+///
+/// SQLite lets one writer in at a time, and a connection that finds the lock taken waits in
+/// its busy handler, which *sleeps* (1, 2, 5 … 100 ms) between tries: under load the lock sits
+/// free while the waiters sleep, and the longer a transaction, the worse. Queueing here first
+/// (a FIFO async mutex per database file, shared by every pool of the process) hands the lock
+/// from one writer to the next at once. Take it *before* the connection and hold it until the
+/// commit. Writers in other processes, and the rarer writers that do not queue here, still
+/// meet the busy handler as before.
+pub async fn write_gate(db: &DatabaseConnection) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    use std::{
+        collections::HashMap,
+        path::PathBuf,
+        sync::{Arc, LazyLock, Mutex},
+    };
+    type Gates = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
+    static GATES: LazyLock<Gates> = LazyLock::new(Default::default);
+    if backend(db) != DatabaseBackend::Sqlite {
+        return None;
+    }
+    let file = db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf();
+    let gate = GATES.lock().unwrap_or_else(|e| e.into_inner()).entry(file).or_default().clone();
+    Some(gate.lock_owned().await)
+}
+
 /// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: it takes the write
 /// lock up front (waiting up to `busy_timeout`), instead of starting as a reader and failing
 /// with `SQLITE_BUSY` when it later tries to write while another connection holds the lock.

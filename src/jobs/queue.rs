@@ -82,6 +82,41 @@ pub async fn claim_leased<C: ConnectionTrait>(
     Ok(jobs)
 }
 
+/// Locks up to `limit` due, queued jobs of one type for a caller that will do their work in
+/// its own transaction `db` and [`remove`] them there: its commit completes them, its rollback
+/// leaves them queued. PostgreSQL skips rows that a claim or another caller holds; on SQLite
+/// the caller's write transaction already excludes everyone else.
+pub async fn lock_due<C: ConnectionTrait>(
+    db: &C,
+    job_type: &str,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<entity::Model>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    entity::Entity::find()
+        .filter(Column::Status.eq(QUEUED))
+        .filter(Column::JobType.eq(job_type))
+        .filter(Column::RunAt.lte(now))
+        .order_by_desc(Column::Priority)
+        .order_by_asc(Column::RunAt)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(db)
+        .await
+}
+
+/// Removes queued jobs locked by [`lock_due`], inside the caller's transaction.
+pub async fn remove<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<(), DbErr> {
+    for chunk in ids.chunks(500) {
+        entity::Entity::delete_many()
+            .filter(Column::Status.eq(QUEUED))
+            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A run succeeded: the job is gone. `attempt` fences out a worker whose lease was taken over.
 pub async fn complete<C: ConnectionTrait>(db: &C, id: Uuid, attempt: i32) -> Result<(), DbErr> {
     complete_many(db, &[(id, attempt)]).await

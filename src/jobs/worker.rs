@@ -126,10 +126,11 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
         while done_rx.recv_many(&mut batch, 500).await > 0 {
             // A failure leaves the jobs leased; they run again when the lease ends (runs are
             // idempotent), so one retry here is enough.
-            if let Err(e) = queue::complete_many(&state.db, &batch).await {
+            let done = async { queue::complete_many(&state.db, &batch).await };
+            if let Err(e) = gated(&state, done).await {
                 tracing::warn!(error = %e, jobs = batch.len(), "could not remove finished jobs; retrying once");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                if let Err(e) = queue::complete_many(&state.db, &batch).await {
+                if let Err(e) = gated(&state, async { queue::complete_many(&state.db, &batch).await }).await {
                     tracing::warn!(error = %e, jobs = batch.len(), "finished jobs stay leased and will run again");
                 }
             }
@@ -161,22 +162,22 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
             let now = state.clock.now();
             if last_recovery.elapsed() >= Duration::from_secs(5) {
                 last_recovery = std::time::Instant::now();
-                match queue::recover_expired(&state.db, now).await {
+                match gated(&state, queue::recover_expired(&state.db, now)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(jobs = n, "recovered jobs whose lease expired"),
                     Err(e) => tracing::warn!(error = %e, "could not recover expired job leases"),
                 }
             }
-            let jobs =
-                match queue::claim_leased(&state.db, &leases, &state.jobs.worker_id, now, permits.len() as u64).await {
-                    Ok(jobs) => jobs,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not claim jobs; retrying");
-                        drop(permits);
-                        tokio::time::sleep(poll).await;
-                        continue;
-                    }
-                };
+            let claim = queue::claim_leased(&state.db, &leases, &state.jobs.worker_id, now, permits.len() as u64);
+            let jobs = match gated(&state, claim).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim jobs; retrying");
+                    drop(permits);
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
+            };
             let full = jobs.len() == permits.len();
             for job in jobs {
                 let slot = permits.pop().expect("one claim slot per claimed job");
@@ -198,6 +199,12 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
         }
     }));
     tasks
+}
+
+/// Runs a write in this process's turn at SQLite's write lock ([`crate::db::write_gate`]).
+async fn gated<T>(state: &AppState, write: impl std::future::Future<Output = T>) -> T {
+    let _gate = crate::db::write_gate(&state.db).await;
+    write.await
 }
 
 /// Turns `NOTIFY mash_jobs` from any instance into a local wake-up.

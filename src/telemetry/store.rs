@@ -246,6 +246,7 @@ async fn insert_sqlite(
 ) -> Result<Inserted, DbErr> {
     let pool = db.get_sqlite_connection_pool();
     let latest = latest_per_key(readings);
+    let _gate = crate::db::write_gate(db).await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let tail =
         if returning { " ON CONFLICT DO NOTHING RETURNING device_id, metric, ts" } else { " ON CONFLICT DO NOTHING" };
@@ -309,9 +310,10 @@ pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(Str
     }
 }
 
-/// The stored readings of `devices` × `metrics` with `from <= ts <= to`, in time order.
-pub async fn readings_between(
-    db: &DatabaseConnection,
+/// The stored readings of `devices` × `metrics` with `from <= ts <= to`, in time order, on any
+/// connection (a transaction's included).
+pub async fn readings_between<C: sea_orm::ConnectionTrait>(
+    db: &C,
     devices: &[Uuid],
     metrics: &[String],
     from: DateTime<Utc>,
@@ -320,50 +322,47 @@ pub async fn readings_between(
     if devices.is_empty() || metrics.is_empty() {
         return Ok(Vec::new());
     }
-    match db.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            let rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>, f64)>(
-                "SELECT device_id, metric, ts, value FROM sensor_readings \
-                 WHERE device_id = ANY($1) AND metric = ANY($2) AND ts >= $3 AND ts <= $4 ORDER BY ts",
-            )
-            .bind(devices)
-            .bind(metrics)
-            .bind(from)
-            .bind(to)
-            .fetch_all(db.get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?;
-            Ok(rows
-                .into_iter()
-                .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts, value })
-                .collect())
-        }
-        _ => {
-            let sql = format!(
-                "SELECT device_id, metric, ts, value FROM sensor_readings WHERE device_id IN ({}) AND metric IN ({}) \
-                 AND ts >= ? AND ts <= ? ORDER BY ts",
-                vec!["?"; devices.len()].join(","),
-                vec!["?"; metrics.len()].join(",")
-            );
-            let mut q = sqlx::query_as::<_, (Uuid, String, i64, f64)>(AssertSqlSafe(sql));
-            for d in devices {
-                q = q.bind(*d);
-            }
-            for m in metrics {
-                q = q.bind(m.as_str());
-            }
-            let rows = q
-                .bind(from.timestamp_micros())
-                .bind(to.timestamp_micros())
-                .fetch_all(db.get_sqlite_connection_pool())
-                .await
-                .map_err(db_err)?;
-            Ok(rows
-                .into_iter()
-                .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts: from_micros(ts), value })
-                .collect())
-        }
+    let backend = db.get_database_backend();
+    let pg = backend == DatabaseBackend::Postgres;
+    let mut n = 0;
+    let mut placeholders = |count: usize| {
+        let marks: Vec<String> = (0..count)
+            .map(|_| {
+                n += 1;
+                if pg { format!("${n}") } else { "?".to_owned() }
+            })
+            .collect();
+        marks.join(",")
+    };
+    let sql = format!(
+        "SELECT device_id, metric, ts, value FROM sensor_readings WHERE device_id IN ({}) AND metric IN ({}) \
+         AND ts >= {} AND ts <= {} ORDER BY ts",
+        placeholders(devices.len()),
+        placeholders(metrics.len()),
+        placeholders(1),
+        placeholders(1)
+    );
+    let mut values: Vec<sea_orm::Value> = devices.iter().map(|d| (*d).into()).collect();
+    values.extend(metrics.iter().map(|m| m.as_str().into()));
+    // SQLite keeps `ts` as microseconds since the epoch.
+    if pg {
+        values.extend([from.into(), to.into()]);
+    } else {
+        values.extend([from.timestamp_micros().into(), to.timestamp_micros().into()]);
     }
+    let rows = db.query_all_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    rows.iter()
+        .map(|r| {
+            let ts =
+                if pg { r.try_get_by_index::<DateTime<Utc>>(2)? } else { from_micros(r.try_get_by_index::<i64>(2)?) };
+            Ok(Reading {
+                device_id: r.try_get_by_index(0)?,
+                metric: r.try_get_by_index(1)?,
+                ts,
+                value: r.try_get_by_index(3)?,
+            })
+        })
+        .collect()
 }
 
 /// The time of the latest reading of `metric` for each of `devices` that has one.

@@ -1101,6 +1101,96 @@ async fn batches_nothing_watches_enqueue_no_evaluation() {
 }
 
 #[tokio::test]
+async fn one_evaluation_run_takes_on_the_queued_evaluations_of_every_grower() {
+    use mash::jobs::BackgroundJob;
+    let app = app().await;
+    let a = greenhouse(&app).await;
+    let b = greenhouse_by(&app, &a.admin).await;
+    let dev_a = create_device(&app, &a.owner, a.grower_id, "a").await;
+    let dev_b = create_device(&app, &b.owner, b.grower_id, "b").await;
+    for gh in [&a, &b] {
+        new_rule(
+            &app,
+            &gh.owner,
+            json!({"growerId": gh.grower_id, "metric": "temp", "kind": "threshold", "op": "gt", "threshold": 30.0,
+                   "severity": "info"}),
+        )
+        .await;
+    }
+    app.run_jobs().await;
+    let mut events_a = watch(&app, a.grower_id);
+    let mut events_b = watch(&app, b.grower_id);
+    let t0 = base();
+    // Three batches, three evaluation jobs: two of grower A's device (overlapping by one
+    // reading), one of grower B's.
+    for (who, batch) in [
+        (&a, json!([reading(dev_a.id, "temp", 31.0, t0), reading(dev_a.id, "temp", 32.0, t0 + Duration::seconds(1))])),
+        (
+            &a,
+            json!([
+                reading(dev_a.id, "temp", 32.0, t0 + Duration::seconds(1)),
+                reading(dev_a.id, "temp", 35.0, t0 + Duration::seconds(2))
+            ]),
+        ),
+        (&b, json!([reading(dev_b.id, "temp", 40.0, t0)])),
+    ] {
+        assert_eq!(post_batch(&app, &bearer(&who.owner), &batch).await.status(), 202);
+    }
+    // And one whose arguments do not parse: it is not taken, and fails on its own.
+    let now = Utc::now();
+    let bogus = Uuid::now_v7();
+    job::Entity::insert(job::ActiveModel {
+        id: sea_orm::Set(bogus),
+        job_type: sea_orm::Set("evaluate_readings".into()),
+        payload: sea_orm::Set(json!({"bogus": true})),
+        priority: sea_orm::Set(0),
+        status: sea_orm::Set(job::QUEUED.into()),
+        attempts: sea_orm::Set(0),
+        max_attempts: sea_orm::Set(1),
+        run_at: sea_orm::Set(now),
+        locked_until: sea_orm::Set(None),
+        locked_by: sea_orm::Set(None),
+        last_error: sea_orm::Set(None),
+        created_at: sea_orm::Set(now),
+        updated_at: sea_orm::Set(now),
+    })
+    .exec(&app.state.db)
+    .await
+    .unwrap();
+    let queued = || async {
+        job::Entity::find()
+            .filter(job::Column::JobType.eq("evaluate_readings"))
+            .filter(job::Column::Status.eq(job::QUEUED))
+            .all(&app.state.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(queued().await.len(), 4);
+
+    // One job is run by hand: it takes the other two valid ones with it.
+    let first = queued().await.into_iter().find(|j| j.id != bogus).unwrap();
+    let args: mash::alerts::evaluate::EvaluateReadings = serde_json::from_value(first.payload.clone()).unwrap();
+    job::Entity::delete_by_id(first.id).exec(&app.state.db).await.unwrap();
+    args.run(&app.state).await.expect("the evaluation runs");
+    let left: Vec<Uuid> = queued().await.into_iter().map(|j| j.id).collect();
+    assert_eq!(left, vec![bogus], "the valid evaluations were done and removed in that run");
+
+    let alerts_a = alerts_of(&app, &a).await;
+    assert_eq!(alerts_a.len(), 1, "{alerts_a:?}");
+    assert_eq!(alerts_a[0]["count"], 3, "three distinct breaching readings, the shared one counted once");
+    assert_eq!(alerts_a[0]["value"], 35.0);
+    let alerts_b = alerts_of(&app, &b).await;
+    assert_eq!(alerts_b.len(), 1, "{alerts_b:?}");
+    assert_eq!(alerts_b[0]["value"], 40.0);
+    // Each grower's change is announced on its own path, after the publishing jobs run.
+    app.run_jobs().await;
+    assert_eq!(changes(&alert_events(&mut events_a, a.grower_id)), vec!["created"]);
+    assert_eq!(changes(&alert_events(&mut events_b, b.grower_id)), vec!["created"]);
+    let dead = job::Entity::find_by_id(bogus).one(&app.state.db).await.unwrap().expect("kept as a dead letter");
+    assert_eq!(dead.status, job::DEAD);
+}
+
+#[tokio::test]
 async fn a_rule_created_on_one_instance_is_watched_at_once_by_another_through_redis() {
     let (a, b, _dir) = crate::helpers::two_instances_on_redis(NO_WORKERS).await;
     let gh = greenhouse(&a).await;
