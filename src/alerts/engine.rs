@@ -3,8 +3,8 @@
 //!
 //! Time is the readings' own timestamps (a gateway that uploads a buffered hour evaluates as
 //! that hour happened); only `stale` compares with the clock. Readings at or before the last
-//! one evaluated for a (rule, device) are skipped, which makes a retried evaluation and a
-//! resent batch harmless.
+//! one evaluated for a (device, metric) are skipped by the caller ([`Series::admit`]), which
+//! makes a retried evaluation and a resent batch harmless.
 //!
 //! - **threshold**: the value against `op` (`gt`/`lt` `threshold`, or `outside` `low..high`).
 //! - **rate**: the change per minute since the previous reading, against the same `op`.
@@ -112,6 +112,11 @@ impl Rule {
         })
     }
 
+    /// Whether the rule keeps state of its own per device (a streak timer or a baseline).
+    pub fn keeps_state(&self) -> bool {
+        self.kind == Kind::Anomaly || (self.for_seconds > 0 && self.kind != Kind::Stale)
+    }
+
     fn breaches(&self, x: f64) -> bool {
         match self.op {
             Some(Op::Gt) => self.threshold.is_some_and(|t| x > t),
@@ -130,15 +135,28 @@ impl Rule {
     }
 }
 
-/// The evaluation state of one (rule, device).
+/// A rule's own evaluation state for one device: the start of a breach streak (`forSeconds`)
+/// and the anomaly baseline. Rules that use neither keep none ([`Rule::keeps_state`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     pub breach_since: Option<DateTime<Utc>>,
-    pub last_ts: Option<DateTime<Utc>>,
-    pub last_value: Option<f64>,
     pub mean: f64,
     pub variance: f64,
     pub samples: i64,
+}
+
+/// The last reading evaluated of one (device, metric), shared by every rule that watches it:
+/// the previous value of a rate, and the point before which readings are not evaluated again.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Series {
+    pub last: Option<(DateTime<Utc>, f64)>,
+}
+
+impl Series {
+    /// Whether a reading at `ts` is new (after the last one evaluated).
+    pub fn admits(&self, ts: DateTime<Utc>) -> bool {
+        self.last.is_none_or(|(last, _)| ts > last)
+    }
 }
 
 /// What a firing reading was found to be, from which [`message`] writes the alert's text.
@@ -177,14 +195,14 @@ pub fn ewma_update(mean: f64, variance: f64, samples: i64, alpha: f64, x: f64) -
     (mean + incr, (1.0 - alpha) * (variance + diff * incr))
 }
 
-/// Evaluates one reading.
-pub fn step(rule: &Rule, st: &mut State, ts: DateTime<Utc>, value: f64) -> Outcome {
-    if st.last_ts.is_some_and(|last| ts <= last) {
-        return Outcome::Nothing;
-    }
-    let previous = st.last_ts.zip(st.last_value);
-    st.last_ts = Some(ts);
-    st.last_value = Some(value);
+/// Evaluates one new reading of a series whose reading before it was `previous`.
+pub fn step(
+    rule: &Rule,
+    st: &mut State,
+    previous: Option<(DateTime<Utc>, f64)>,
+    ts: DateTime<Utc>,
+    value: f64,
+) -> Outcome {
     // `Some((breached, observed))` when the rule could judge this reading.
     let judged: Option<(bool, Observed)> = match rule.kind {
         Kind::Stale => {
@@ -257,6 +275,27 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
 
+    /// Feeds readings of one series to one rule, as an evaluation does: old ones are skipped.
+    struct Feed {
+        st: State,
+        series: Series,
+    }
+
+    impl Feed {
+        fn new() -> Self {
+            Self { st: State::default(), series: Series::default() }
+        }
+
+        fn step(&mut self, r: &Rule, ts: DateTime<Utc>, v: f64) -> Outcome {
+            if !self.series.admits(ts) {
+                return Outcome::Nothing;
+            }
+            let out = step(r, &mut self.st, self.series.last, ts, v);
+            self.series.last = Some((ts, v));
+            out
+        }
+    }
+
     fn rule(kind: Kind, op: Option<Op>, threshold: Option<f64>, for_seconds: i64) -> Rule {
         Rule {
             kind,
@@ -274,16 +313,16 @@ mod tests {
     #[test]
     fn threshold_waits_for_seconds_and_a_normal_reading_ends_the_streak() {
         let r = rule(Kind::Threshold, Some(Op::Gt), Some(30.0), 60);
-        let mut st = State::default();
-        assert_eq!(step(&r, &mut st, t(0), 31.0), Outcome::Nothing);
-        assert_eq!(step(&r, &mut st, t(59), 32.0), Outcome::Nothing);
-        assert!(matches!(step(&r, &mut st, t(60), 33.0), Outcome::Fire { value, .. } if value == 33.0));
-        assert_eq!(step(&r, &mut st, t(61), 20.0), Outcome::Clear);
+        let mut st = Feed::new();
+        assert_eq!(st.step(&r, t(0), 31.0), Outcome::Nothing);
+        assert_eq!(st.step(&r, t(59), 32.0), Outcome::Nothing);
+        assert!(matches!(st.step(&r, t(60), 33.0), Outcome::Fire { value, .. } if value == 33.0));
+        assert_eq!(st.step(&r, t(61), 20.0), Outcome::Clear);
         // A new streak starts from zero.
-        assert_eq!(step(&r, &mut st, t(62), 31.0), Outcome::Nothing);
+        assert_eq!(st.step(&r, t(62), 31.0), Outcome::Nothing);
         // Old or repeated readings are skipped.
-        assert_eq!(step(&r, &mut st, t(62), 99.0), Outcome::Nothing);
-        assert_eq!(step(&r, &mut st, t(10), 99.0), Outcome::Nothing);
+        assert_eq!(st.step(&r, t(62), 99.0), Outcome::Nothing);
+        assert_eq!(st.step(&r, t(10), 99.0), Outcome::Nothing);
     }
 
     #[test]
@@ -291,21 +330,21 @@ mod tests {
         let mut r = rule(Kind::Threshold, Some(Op::Outside), None, 0);
         r.low = Some(10.0);
         r.high = Some(20.0);
-        let mut st = State::default();
-        assert!(matches!(step(&r, &mut st, t(0), 9.0), Outcome::Fire { .. }));
-        assert_eq!(step(&r, &mut st, t(1), 10.0), Outcome::Clear);
-        assert!(matches!(step(&r, &mut st, t(2), 20.5), Outcome::Fire { .. }));
+        let mut st = Feed::new();
+        assert!(matches!(st.step(&r, t(0), 9.0), Outcome::Fire { .. }));
+        assert_eq!(st.step(&r, t(1), 10.0), Outcome::Clear);
+        assert!(matches!(st.step(&r, t(2), 20.5), Outcome::Fire { .. }));
         let r = rule(Kind::Threshold, Some(Op::Lt), Some(5.0), 0);
-        assert!(matches!(step(&r, &mut State::default(), t(0), 4.9), Outcome::Fire { .. }));
+        assert!(matches!(Feed::new().step(&r, t(0), 4.9), Outcome::Fire { .. }));
     }
 
     #[test]
     fn rate_is_change_per_minute() {
         let r = rule(Kind::Rate, Some(Op::Gt), Some(2.0), 0);
-        let mut st = State::default();
-        assert_eq!(step(&r, &mut st, t(0), 10.0), Outcome::Nothing, "no rate from one reading");
-        assert_eq!(step(&r, &mut st, t(60), 11.5), Outcome::Clear, "1.5/min");
-        assert!(matches!(step(&r, &mut st, t(90), 13.0), Outcome::Fire { .. }), "3/min");
+        let mut st = Feed::new();
+        assert_eq!(st.step(&r, t(0), 10.0), Outcome::Nothing, "no rate from one reading");
+        assert_eq!(st.step(&r, t(60), 11.5), Outcome::Clear, "1.5/min");
+        assert!(matches!(st.step(&r, t(90), 13.0), Outcome::Fire { .. }), "3/min");
     }
 
     #[test]
@@ -337,6 +376,6 @@ mod tests {
         let r = rule(Kind::Stale, None, None, 300);
         assert_eq!(stale(&r, t(0), t(299)), Outcome::Nothing);
         assert!(matches!(stale(&r, t(0), t(300)), Outcome::Fire { value, .. } if value == 300.0));
-        assert_eq!(step(&r, &mut State::default(), t(400), 1.0), Outcome::Clear);
+        assert_eq!(Feed::new().step(&r, t(400), 1.0), Outcome::Clear);
     }
 }

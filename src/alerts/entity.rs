@@ -35,6 +35,29 @@ pub mod rule {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The last reading evaluated of each (device, metric), shared by the rules that watch it.
+pub mod series_state {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "alert_series_states")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub device_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub metric: String,
+        pub last_ts: Option<DateTimeUtc>,
+        pub last_value: Option<f64>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A rule's own evaluation state per device: a `forSeconds` streak, an anomaly baseline.
 pub mod rule_state {
     use sea_orm::entity::prelude::*;
 
@@ -46,8 +69,6 @@ pub mod rule_state {
         #[sea_orm(primary_key, auto_increment = false)]
         pub device_id: Uuid,
         pub breach_since: Option<DateTimeUtc>,
-        pub last_ts: Option<DateTimeUtc>,
-        pub last_value: Option<f64>,
         pub mean: f64,
         pub variance: f64,
         pub samples: i64,

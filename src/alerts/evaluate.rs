@@ -5,7 +5,7 @@
 //! their delivery jobs, and a retried run skips readings it already saw.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
 };
 
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::{
     Change,
     engine::{self, Kind, Outcome},
-    entity::{alert, rule, rule_state},
+    entity::{alert, rule, rule_state, series_state},
 };
 use crate::{greenhouse::entity::device, jobs::BackgroundJob, state::AppState};
 
@@ -52,99 +52,231 @@ impl BackgroundJob for EvaluateReadings {
     const MAX_ATTEMPTS: i32 = 8;
     const TIMEOUT: Duration = Duration::from_secs(30);
 
+    /// Evaluations queued meanwhile (any grower's) are done in this run too: one transaction and
+    /// one state write per (rule, device) for all of them, instead of one each. The jobs taken
+    /// are removed in that transaction, so they are done exactly when it commits.
+    ///
+    /// - PostgreSQL: runs go on in parallel; each locks the queued evaluations it takes
+    ///   (`SKIP LOCKED`) and reads their readings inside its transaction.
+    /// - SQLite: every transaction is a turn at the single write lock and an fsync, so one run at
+    ///   a time per process, at most one per `ALERT_EVAL_BATCH_MS`, takes everything queued
+    ///   (and the evaluations this process has claimed and not started), reading the readings
+    ///   before it queues for the write lock. A run whose job an earlier run took ends at once.
     async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        let _gate = crate::db::write_gate(&state.db).await;
+        if crate::db::backend(&state.db) == DatabaseBackend::Sqlite {
+            return self.run_sqlite(state).await;
+        }
         let txn = crate::db::begin_write(&state.db).await?;
         let now = state.clock.now();
-        // Evaluations queued meanwhile (any grower's) are done in this run too: one transaction
-        // and one state write per (rule, device) for all of them, instead of one each. Under a
-        // steady load that is what keeps evaluation from falling behind ingestion, above all on
-        // SQLite, where every transaction is a turn at the single write lock and an fsync. The
-        // jobs taken are removed in this transaction, so they are done exactly when it commits.
         let mut batch = vec![self.clone()];
-        let mut taken = Vec::new();
-        for job in crate::jobs::queue::lock_due(&txn, Self::NAME, now, TAKE_QUEUED).await? {
-            // A payload that does not parse is left to fail as its own job (and be dead-lettered).
-            if let Ok(args) = serde_json::from_value::<Self>(job.payload) {
-                taken.push((job.id, job.run_at));
-                batch.push(args);
-            }
-        }
-        crate::jobs::queue::remove(&txn, &taken.iter().map(|t| t.0).collect::<Vec<_>>()).await?;
-
-        // (rule, device) -> readings; the rules by id; the earliest acceptance of each device's batches.
-        let mut pairs: BTreeMap<Pair, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
-        let mut models: HashMap<Uuid, rule::Model> = HashMap::new();
-        let mut accepted: HashMap<Uuid, i64> = HashMap::new();
-        for job in &batch {
-            let grower_rules = super::rules_of(&txn, &state.alerts, job.grower_id).await?;
-            let rules: Vec<&rule::Model> =
-                grower_rules.rules.iter().filter(|r| job.metrics.contains(&r.metric)).collect();
-            if rules.is_empty() {
-                continue;
-            }
-            let from = DateTime::from_timestamp_micros(job.from_us).unwrap_or_default();
-            let to = DateTime::from_timestamp_micros(job.to_us).unwrap_or_default();
-            let readings =
-                crate::telemetry::store::readings_between(&txn, &job.devices, &job.metrics, from, to).await?;
-            for d in &job.devices {
-                let at = accepted.entry(*d).or_insert(job.accepted_at_ms);
-                *at = Ord::min(*at, job.accepted_at_ms);
-            }
-            for r in &readings {
-                for rule in
-                    rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id))
-                {
-                    pairs.entry((rule.id, r.device_id)).or_default().push((r.ts, r.value));
-                }
-            }
-            for rule in rules {
-                models.entry(rule.id).or_insert_with(|| rule.clone());
-            }
-        }
-        for readings in pairs.values_mut() {
-            readings.sort_by_key(|r| r.0);
-            // Batches taken together may overlap.
-            readings.dedup_by_key(|r| r.0);
-        }
-        let keys: Vec<Pair> = pairs.keys().copied().collect();
-        let mut states = lock_states(&txn, &keys, now).await?;
-        let mut open = open_alerts(&txn, &keys).await?;
-        // Per grower, the alert changes made.
-        let mut changes: BTreeMap<Uuid, Vec<(Change, alert::Model)>> = BTreeMap::new();
-        for ((rule_id, device_id), readings) in &pairs {
-            let model = &models[rule_id];
-            let Some(rule) = engine::Rule::from_model(model) else { continue };
-            let st = states.entry((*rule_id, *device_id)).or_default();
-            let outcomes: Vec<Outcome> = readings.iter().map(|(ts, v)| engine::step(&rule, st, *ts, *v)).collect();
-            let current = open.remove(&(*rule_id, *device_id));
-            let made = changes.entry(model.grower_id).or_default();
-            apply(&txn, model, &rule, *device_id, current, outcomes, now, made).await?;
-        }
-        save_states(&txn, &states, now).await?;
-        for (grower_id, made) in &changes {
-            // The batch behind the earliest of these changes, for `alert_event_latency_seconds`.
-            let first = made.iter().filter_map(|(_, a)| accepted.get(&a.device_id)).min();
-            let accepted_at = first.and_then(|ms| DateTime::from_timestamp_millis(*ms));
-            super::delivery::notify(&txn, state, *grower_id, made, accepted_at).await?;
-        }
+        let locked = crate::jobs::queue::lock_due(&txn, Self::NAME, now, TAKE_QUEUED).await?;
+        let taken = parse_taken(locked, &mut batch);
+        crate::jobs::queue::remove_taken(&txn, &taken.iter().map(|t| t.0).collect::<Vec<_>>(), None).await?;
+        let gathered = gather(&txn, state, &batch).await?;
+        let changed = evaluate(state, &txn, gathered, now).await?;
         txn.commit().await?;
-        let labels = crate::metrics::JobLabels { job: Self::NAME };
-        for (_, run_at) in &taken {
-            let waited = Ord::max((now - *run_at).num_microseconds().unwrap_or(0), 0) as f64 / 1e6;
-            state.metrics.job_wait.get_or_create(&labels).observe(waited);
-        }
-        let outcome = crate::metrics::JobOutcome { job: Self::NAME, outcome: "success" };
-        state.metrics.jobs_finished.get_or_create(&outcome).inc_by(taken.len() as u64);
-        if changes.values().any(|c| !c.is_empty()) {
+        finished(state, &taken, now);
+        if changed {
             state.jobs.wake();
         }
         Ok(())
     }
 }
 
-/// How many queued evaluations one run takes on besides its own.
+impl EvaluateReadings {
+    async fn run_sqlite(&self, state: &AppState) -> anyhow::Result<()> {
+        let mut turn = state.alerts.evaluation.lock().await;
+        if let Some(me) = crate::jobs::current()
+            && turn.taken.remove(&me)
+        {
+            return Ok(());
+        }
+        if let Some(last) = turn.last_start {
+            tokio::time::sleep_until((last + state.config.alerts.eval_batch).into()).await;
+        }
+        turn.last_start = Some(std::time::Instant::now());
+        let now = state.clock.now();
+        let worker = state.jobs.worker_id.as_str();
+        let mut batch = vec![self.clone()];
+        let mut found = crate::jobs::queue::lock_due(&state.db, Self::NAME, now, TAKE_QUEUED_SQLITE).await?;
+        let claimed: Vec<_> = crate::jobs::queue::claimed_by(&state.db, Self::NAME, worker)
+            .await?
+            .into_iter()
+            .filter(|j| Some(j.id) != crate::jobs::current())
+            .collect();
+        let claimed_ids: HashSet<Uuid> = claimed.iter().map(|j| j.id).collect();
+        found.extend(claimed);
+        let candidates = parse_taken(found, &mut batch);
+        // Read while other writers have the lock; whatever another process claims meanwhile is
+        // evaluated here all the same (harmless: a reading is evaluated once per (rule, device)).
+        let gathered = gather(&state.db, state, &batch).await?;
+        let _gate = crate::db::write_gate(&state.db).await;
+        let txn = crate::db::begin_write(&state.db).await?;
+        let ids: Vec<Uuid> = candidates.iter().map(|t| t.0).collect();
+        let removed = crate::jobs::queue::remove_taken(&txn, &ids, Some(worker)).await?;
+        let changed = evaluate(state, &txn, gathered, now).await?;
+        txn.commit().await?;
+        if changed {
+            state.jobs.wake();
+        }
+        let taken: Vec<(Uuid, DateTime<Utc>)> = candidates.into_iter().filter(|t| removed.contains(&t.0)).collect();
+        // This process's claimed runs among them need not run again.
+        turn.taken.extend(removed.into_iter().filter(|id| claimed_ids.contains(id)));
+        finished(state, &taken, now);
+        Ok(())
+    }
+}
+
+/// How many queued evaluations one run takes on besides its own (PostgreSQL; SQLite).
 const TAKE_QUEUED: u64 = 63;
+const TAKE_QUEUED_SQLITE: u64 = 511;
+
+/// Keeps the jobs whose arguments parse (adding them to `batch`) as (id, due time). A payload
+/// that does not parse is left to fail as its own job (and be dead-lettered).
+fn parse_taken(jobs: Vec<crate::jobs::entity::Model>, batch: &mut Vec<EvaluateReadings>) -> Vec<(Uuid, DateTime<Utc>)> {
+    let mut taken = Vec::new();
+    for job in jobs {
+        if let Ok(args) = serde_json::from_value::<EvaluateReadings>(job.payload) {
+            taken.push((job.id, job.run_at));
+            batch.push(args);
+        }
+    }
+    taken
+}
+
+/// Counts the jobs a run took on as finished.
+fn finished(state: &AppState, taken: &[(Uuid, DateTime<Utc>)], now: DateTime<Utc>) {
+    let labels = crate::metrics::JobLabels { job: EvaluateReadings::NAME };
+    for (_, run_at) in taken {
+        let waited = Ord::max((now - *run_at).num_microseconds().unwrap_or(0), 0) as f64 / 1e6;
+        state.metrics.job_wait.get_or_create(&labels).observe(waited);
+    }
+    let outcome = crate::metrics::JobOutcome { job: EvaluateReadings::NAME, outcome: "success" };
+    state.metrics.jobs_finished.get_or_create(&outcome).inc_by(taken.len() as u64);
+}
+
+/// The readings of a batch of evaluations, per (device, metric) in time order, and which of
+/// them each (rule, device) steps through; with the rules and the earliest acceptance of each
+/// device's batches.
+struct Gathered {
+    /// The (device, metric) of each series.
+    keys: Vec<(Uuid, String)>,
+    series: Vec<Vec<(DateTime<Utc>, f64)>>,
+    pairs: BTreeMap<Pair, usize>,
+    models: HashMap<Uuid, rule::Model>,
+    accepted: HashMap<Uuid, i64>,
+}
+
+async fn gather<C: ConnectionTrait>(db: &C, state: &AppState, batch: &[EvaluateReadings]) -> Result<Gathered, DbErr> {
+    let mut keys: Vec<(Uuid, String)> = Vec::new();
+    let mut series: Vec<Vec<(DateTime<Utc>, f64)>> = Vec::new();
+    // device -> metric -> index in `series`.
+    let mut index: HashMap<Uuid, HashMap<String, usize>> = HashMap::new();
+    let mut pairs: BTreeMap<Pair, usize> = BTreeMap::new();
+    let mut models: HashMap<Uuid, rule::Model> = HashMap::new();
+    let mut accepted: HashMap<Uuid, i64> = HashMap::new();
+    for job in batch {
+        let grower_rules = super::rules_of(db, &state.alerts, job.grower_id).await?;
+        let rules: Vec<&rule::Model> = grower_rules.rules.iter().filter(|r| job.metrics.contains(&r.metric)).collect();
+        if rules.is_empty() {
+            continue;
+        }
+        let from = DateTime::from_timestamp_micros(job.from_us).unwrap_or_default();
+        let to = DateTime::from_timestamp_micros(job.to_us).unwrap_or_default();
+        let readings = crate::telemetry::store::readings_between(db, &job.devices, &job.metrics, from, to).await?;
+        for d in &job.devices {
+            let at = accepted.entry(*d).or_insert(job.accepted_at_ms);
+            *at = Ord::min(*at, job.accepted_at_ms);
+        }
+        for r in readings {
+            let metrics = index.entry(r.device_id).or_default();
+            let at = match metrics.get(&r.metric) {
+                Some(at) => *at,
+                None => {
+                    series.push(Vec::new());
+                    // Each rule that watches this (device, metric) steps through it.
+                    for rule in
+                        rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id))
+                    {
+                        pairs.insert((rule.id, r.device_id), series.len() - 1);
+                    }
+                    keys.push((r.device_id, r.metric.clone()));
+                    metrics.insert(r.metric, series.len() - 1);
+                    series.len() - 1
+                }
+            };
+            series[at].push((r.ts, r.value));
+        }
+        for rule in rules {
+            models.entry(rule.id).or_insert_with(|| rule.clone());
+        }
+    }
+    for readings in &mut series {
+        readings.sort_by_key(|r| r.0);
+        // Batches taken together may overlap.
+        readings.dedup_by_key(|r| r.0);
+    }
+    Ok(Gathered { keys, series, pairs, models, accepted })
+}
+
+/// Steps every (rule, device) through its readings and applies the outcomes, inside `txn`;
+/// whether any alert changed (wake the workers for the deliveries once committed).
+async fn evaluate(state: &AppState, txn: &DatabaseTransaction, g: Gathered, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    // The series rows first: locking them serialises every evaluation of the same readings.
+    let mut positions = lock_series(txn, &g.keys, now).await?;
+    let judges: HashMap<Uuid, engine::Rule> =
+        g.models.iter().filter_map(|(id, m)| engine::Rule::from_model(m).map(|r| (*id, r))).collect();
+    let stateful: Vec<Pair> =
+        g.pairs.keys().filter(|(r, _)| judges.get(r).is_some_and(engine::Rule::keeps_state)).copied().collect();
+    let mut states = lock_states(txn, &stateful, now).await?;
+    let loaded = states.clone();
+    let keys: Vec<Pair> = g.pairs.keys().copied().collect();
+    let mut open = open_alerts(txn, &keys).await?;
+    // Per grower, the alert changes made.
+    let mut changes: BTreeMap<Uuid, Vec<(Change, alert::Model)>> = BTreeMap::new();
+    for ((rule_id, device_id), at) in &g.pairs {
+        let Some(rule) = judges.get(rule_id) else { continue };
+        let model = &g.models[rule_id];
+        let position = positions[*at];
+        let mut previous = position.last;
+        let mut scratch = engine::State::default();
+        let st = if rule.keeps_state() { states.entry((*rule_id, *device_id)).or_default() } else { &mut scratch };
+        let outcomes: Vec<Outcome> = g.series[*at]
+            .iter()
+            .filter(|(ts, _)| position.admits(*ts))
+            .map(|&(ts, v)| {
+                let outcome = engine::step(rule, st, previous, ts, v);
+                previous = Some((ts, v));
+                outcome
+            })
+            .collect();
+        if outcomes.is_empty() {
+            continue;
+        }
+        let current = open.remove(&(*rule_id, *device_id));
+        let made = changes.entry(model.grower_id).or_default();
+        apply(txn, model, rule, *device_id, current, outcomes, now, made).await?;
+    }
+    let mut moved = Vec::new();
+    for (at, readings) in g.series.iter().enumerate() {
+        if let Some(&(ts, v)) = readings.last()
+            && positions[at].admits(ts)
+        {
+            positions[at].last = Some((ts, v));
+            moved.push(at);
+        }
+    }
+    save_series(txn, &g.keys, &positions, &moved, now).await?;
+    states.retain(|k, s| loaded.get(k) != Some(s));
+    save_states(txn, &states, now).await?;
+    for (grower_id, made) in &changes {
+        // The batch behind the earliest of these changes, for `alert_event_latency_seconds`.
+        let first = made.iter().filter_map(|(_, a)| g.accepted.get(&a.device_id)).min();
+        let accepted_at = first.and_then(|ms| DateTime::from_timestamp_millis(*ms));
+        super::delivery::notify(txn, state, *grower_id, made, accepted_at).await?;
+    }
+    Ok(changes.values().any(|c| !c.is_empty()))
+}
 
 /// The periodic stale-device check.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -198,12 +330,13 @@ async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Resu
     let _gate = crate::db::write_gate(&state.db).await;
     let txn = crate::db::begin_write(&state.db).await?;
     let keys: Vec<(Uuid, Uuid)> = stale.iter().map(|(d, _)| (model.id, *d)).collect();
-    let states = lock_states(&txn, &keys, now).await?;
+    let series: Vec<(Uuid, String)> = stale.iter().map(|(d, _)| (*d, model.metric.clone())).collect();
+    let positions = lock_series(&txn, &series, now).await?;
     let mut open = open_alerts(&txn, &keys).await?;
     let mut changes = Vec::new();
-    for (device_id, last) in stale {
+    for ((device_id, last), position) in stale.into_iter().zip(positions) {
         // A reading evaluated since the query above counts too.
-        let last = states.get(&(model.id, device_id)).and_then(|s| s.last_ts).map_or(last, |t| Ord::max(t, last));
+        let last = position.last.map_or(last, |(t, _)| Ord::max(t, last));
         let outcome = engine::stale(&rule, last, now);
         // An open stale alert stays as it is: the check repeating is not news.
         if matches!(outcome, Outcome::Fire { .. }) && !open.contains_key(&(model.id, device_id)) {
@@ -219,21 +352,120 @@ async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Resu
     Ok(())
 }
 
+/// Makes sure each (device, metric) has a series row and locks them all (PostgreSQL
+/// `FOR UPDATE`, in key order; SQLite holds the write lock already); their positions, in the
+/// order of `keys`.
+async fn lock_series(
+    txn: &DatabaseTransaction,
+    keys: &[(Uuid, String)],
+    now: DateTime<Utc>,
+) -> Result<Vec<engine::Series>, DbErr> {
+    let mut found = select_series(txn, keys).await?;
+    let missing: Vec<(Uuid, String)> = keys.iter().filter(|k| !found.contains_key(*k)).cloned().collect();
+    if !missing.is_empty() {
+        for chunk in missing.chunks(500) {
+            let rows = chunk.iter().map(|(d, m)| series_state::ActiveModel {
+                device_id: Set(*d),
+                metric: Set(m.clone()),
+                last_ts: Set(None),
+                last_value: Set(None),
+                updated_at: Set(now),
+            });
+            series_state::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([series_state::Column::DeviceId, series_state::Column::Metric])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        }
+        found.extend(select_series(txn, &missing).await?);
+    }
+    Ok(keys.iter().map(|k| found.get(k).copied().unwrap_or_default()).collect())
+}
+
+async fn select_series(
+    txn: &DatabaseTransaction,
+    keys: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), engine::Series>, DbErr> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(500) {
+        let wanted: std::collections::HashSet<&(Uuid, String)> = chunk.iter().collect();
+        let mut devices: Vec<Uuid> = chunk.iter().map(|k| k.0).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let mut metrics: Vec<&str> = chunk.iter().map(|k| k.1.as_str()).collect();
+        metrics.sort_unstable();
+        metrics.dedup();
+        let mut query = series_state::Entity::find()
+            .filter(series_state::Column::DeviceId.is_in(devices))
+            .filter(series_state::Column::Metric.is_in(metrics))
+            .order_by_asc(series_state::Column::DeviceId)
+            .order_by_asc(series_state::Column::Metric);
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        for s in query.all(txn).await? {
+            let key = (s.device_id, s.metric);
+            if wanted.contains(&key) {
+                out.insert(key, engine::Series { last: s.last_ts.zip(s.last_value) });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the series positions at `moved` (indexes into `keys` and `positions`).
+async fn save_series(
+    txn: &DatabaseTransaction,
+    keys: &[(Uuid, String)],
+    positions: &[engine::Series],
+    moved: &[usize],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in moved.chunks(500) {
+        let rows = chunk.iter().map(|&at| series_state::ActiveModel {
+            device_id: Set(keys[at].0),
+            metric: Set(keys[at].1.clone()),
+            last_ts: Set(positions[at].last.map(|l| l.0)),
+            last_value: Set(positions[at].last.map(|l| l.1)),
+            updated_at: Set(now),
+        });
+        series_state::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([series_state::Column::DeviceId, series_state::Column::Metric])
+                    .update_columns([
+                        series_state::Column::LastTs,
+                        series_state::Column::LastValue,
+                        series_state::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Makes sure each pair has a state row and locks them all (PostgreSQL `FOR UPDATE`; SQLite
-/// holds the write lock already), returning the states.
+/// holds the write lock already), returning the states. Rows are locked as they are found;
+/// only pairs seen for the first time are inserted (then locked).
 async fn lock_states(
     txn: &DatabaseTransaction,
     keys: &[(Uuid, Uuid)],
     now: DateTime<Utc>,
 ) -> Result<HashMap<(Uuid, Uuid), engine::State>, DbErr> {
-    let mut out = HashMap::new();
-    for chunk in keys.chunks(500) {
+    let mut out = select_states(txn, keys).await?;
+    let missing: Vec<Pair> = keys.iter().filter(|k| !out.contains_key(k)).copied().collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    for chunk in missing.chunks(500) {
         let rows = chunk.iter().map(|(r, d)| rule_state::ActiveModel {
             rule_id: Set(*r),
             device_id: Set(*d),
             breach_since: Set(None),
-            last_ts: Set(None),
-            last_value: Set(None),
             mean: Set(0.0),
             variance: Set(0.0),
             samples: Set(0),
@@ -245,8 +477,20 @@ async fn lock_states(
             )
             .exec_without_returning(txn)
             .await?;
+    }
+    out.extend(select_states(txn, &missing).await?);
+    Ok(out)
+}
+
+/// The state rows of `keys` that exist, locked in key order (so two evaluations of
+/// overlapping pairs cannot deadlock).
+async fn select_states(
+    txn: &DatabaseTransaction,
+    keys: &[(Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), engine::State>, DbErr> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(500) {
         let wanted: std::collections::HashSet<&Pair> = chunk.iter().collect();
-        // Locked in key order, so two evaluations of overlapping pairs cannot deadlock.
         let mut query = rule_state::Entity::find()
             .filter(pair_condition(chunk, rule_state::Column::RuleId, rule_state::Column::DeviceId))
             .order_by_asc(rule_state::Column::RuleId)
@@ -257,14 +501,7 @@ async fn lock_states(
         for s in query.all(txn).await?.into_iter().filter(|s| wanted.contains(&(s.rule_id, s.device_id))) {
             out.insert(
                 (s.rule_id, s.device_id),
-                engine::State {
-                    breach_since: s.breach_since,
-                    last_ts: s.last_ts,
-                    last_value: s.last_value,
-                    mean: s.mean,
-                    variance: s.variance,
-                    samples: s.samples,
-                },
+                engine::State { breach_since: s.breach_since, mean: s.mean, variance: s.variance, samples: s.samples },
             );
         }
     }
@@ -294,8 +531,6 @@ async fn save_states(
             rule_id: Set(*r),
             device_id: Set(*d),
             breach_since: Set(s.breach_since),
-            last_ts: Set(s.last_ts),
-            last_value: Set(s.last_value),
             mean: Set(s.mean),
             variance: Set(s.variance),
             samples: Set(s.samples),
@@ -306,8 +541,6 @@ async fn save_states(
                 OnConflict::columns([rule_state::Column::RuleId, rule_state::Column::DeviceId])
                     .update_columns([
                         rule_state::Column::BreachSince,
-                        rule_state::Column::LastTs,
-                        rule_state::Column::LastValue,
                         rule_state::Column::Mean,
                         rule_state::Column::Variance,
                         rule_state::Column::Samples,

@@ -68,6 +68,16 @@ pub struct AlertsState {
     device_growers: moka::sync::Cache<Uuid, Uuid>,
     pub fcm: Option<fcm::Fcm>,
     pub webhooks: webhooks::Sender,
+    /// SQLite: this process's evaluation runs take turns here (see `evaluate.rs`).
+    pub evaluation: tokio::sync::Mutex<EvaluationTurns>,
+}
+
+/// SQLite: when this process's last evaluation run started, and the claimed evaluations that
+/// a run took on (their own runs end at once).
+#[derive(Default)]
+pub struct EvaluationTurns {
+    pub last_start: Option<std::time::Instant>,
+    pub taken: HashSet<Uuid>,
 }
 
 impl AlertsState {
@@ -84,6 +94,7 @@ impl AlertsState {
             generation: std::sync::atomic::AtomicU64::new(0),
             fcm: config.alerts.fcm.clone().map(fcm::Fcm::new).transpose()?,
             webhooks: webhooks::Sender::new(config.alerts.webhook_allow_private)?,
+            evaluation: Default::default(),
         })
     }
 

@@ -52,6 +52,16 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn run(&self, state: &AppState) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+tokio::task_local! {
+    /// The id of the job whose `run` the workers are executing.
+    pub static CURRENT: Uuid;
+}
+
+/// The id of the job being run by this task, when a worker runs it.
+pub fn current() -> Option<Uuid> {
+    CURRENT.try_with(|id| *id).ok()
+}
+
 /// An error after which retrying cannot help (bad arguments, a target that no longer exists):
 /// the job is dead-lettered at once.
 #[derive(Debug, thiserror::Error)]

@@ -105,16 +105,34 @@ pub async fn lock_due<C: ConnectionTrait>(
         .await
 }
 
-/// Removes queued jobs locked by [`lock_due`], inside the caller's transaction.
-pub async fn remove<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<(), DbErr> {
+/// The jobs of one type that `worker` (this process) has claimed and not finished.
+pub async fn claimed_by<C: ConnectionTrait>(db: &C, job_type: &str, worker: &str) -> Result<Vec<entity::Model>, DbErr> {
+    entity::Entity::find()
+        .filter(Column::Status.eq(RUNNING))
+        .filter(Column::JobType.eq(job_type))
+        .filter(Column::LockedBy.eq(worker))
+        .all(db)
+        .await
+}
+
+/// Removes, inside the caller's transaction, the jobs among `ids` that are still queued or,
+/// with `worker`, claimed by it; returns the ids removed.
+pub async fn remove_taken<C: ConnectionTrait>(db: &C, ids: &[Uuid], worker: Option<&str>) -> Result<Vec<Uuid>, DbErr> {
+    let mut removed = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        entity::Entity::delete_many()
-            .filter(Column::Status.eq(QUEUED))
+        let mut which = sea_orm::Condition::any().add(Column::Status.eq(QUEUED));
+        if let Some(worker) = worker {
+            which =
+                which.add(sea_orm::Condition::all().add(Column::Status.eq(RUNNING)).add(Column::LockedBy.eq(worker)));
+        }
+        let gone = entity::Entity::delete_many()
             .filter(Column::Id.is_in(chunk.iter().copied()))
-            .exec(db)
+            .filter(which)
+            .exec_with_returning(db)
             .await?;
+        removed.extend(gone.into_iter().map(|j| j.id));
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// A run succeeded: the job is gone. `attempt` fences out a worker whose lease was taken over.

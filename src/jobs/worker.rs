@@ -32,7 +32,8 @@ async fn execute(state: &AppState, job: entity::Model, completer: &Completer) {
     let span = tracing::info_span!("job", job_id = %job.id, job_type = kind.name, attempt = job.attempts);
     let result = {
         let _guard = span.enter();
-        let run = crate::alerts::delivery::ATTEMPT.scope(job.attempts, kind.run(job.payload.clone(), state));
+        let run = super::CURRENT
+            .scope(job.id, crate::alerts::delivery::ATTEMPT.scope(job.attempts, kind.run(job.payload.clone(), state)));
         tokio::time::timeout(kind.timeout, run).await
     };
     let elapsed = (state.clock.now() - started).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;

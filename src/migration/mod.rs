@@ -9,6 +9,7 @@ mod m20261122_000003_greenhouse;
 mod m20261122_000004_shop;
 mod m20261123_000005_jobs_alerts;
 mod m20261124_000006_realtime;
+mod m20261125_000007_alert_series;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_shop::Migration),
             Box::new(m20261123_000005_jobs_alerts::Migration),
             Box::new(m20261124_000006_realtime::Migration),
+            Box::new(m20261125_000007_alert_series::Migration),
         ]
     }
 }

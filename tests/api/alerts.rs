@@ -1191,6 +1191,53 @@ async fn one_evaluation_run_takes_on_the_queued_evaluations_of_every_grower() {
 }
 
 #[tokio::test]
+async fn on_sqlite_a_run_also_takes_the_evaluations_this_process_has_claimed() {
+    use mash::jobs::BackgroundJob;
+    let app = app().await;
+    let gh = greenhouse(&app).await;
+    let dev = create_device(&app, &gh.owner, gh.grower_id, "sensor").await;
+    new_rule(
+        &app,
+        &gh.owner,
+        json!({"growerId": gh.grower_id, "metric": "temp", "kind": "threshold", "op": "gt", "threshold": 30.0,
+               "severity": "info"}),
+    )
+    .await;
+    app.run_jobs().await;
+    let t0 = base();
+    for (i, v) in [31.0, 32.0].into_iter().enumerate() {
+        let batch = json!([reading(dev.id, "temp", v, t0 + Duration::seconds(i as i64))]);
+        assert_eq!(post_batch(&app, &bearer(&gh.owner), &batch).await.status(), 202);
+    }
+    // This process's worker claims both (as its loop would, before running them).
+    let worker = app.state.jobs.worker_id.clone();
+    let lease = std::time::Duration::from_secs(60);
+    let claimed =
+        mash::jobs::queue::claim(&app.state.db, &["evaluate_readings"], &worker, Utc::now(), lease, 2).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let args = |j: &job::Model| -> mash::alerts::evaluate::EvaluateReadings {
+        serde_json::from_value(j.payload.clone()).unwrap()
+    };
+    // The first runs, as the worker runs it.
+    mash::jobs::CURRENT.scope(claimed[0].id, args(&claimed[0]).run(&app.state)).await.unwrap();
+    let second = job::Entity::find_by_id(claimed[1].id).one(&app.state.db).await.unwrap();
+    let alerts = alerts_of(&app, &gh).await;
+    if app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        assert!(second.is_none(), "SQLite: the first run took the second on and removed it");
+        assert_eq!(alerts[0]["count"], 2, "both readings were evaluated: {alerts:?}");
+    } else {
+        assert_eq!(second.expect("PostgreSQL: a claimed job is its worker's").status, job::RUNNING);
+        assert_eq!(alerts[0]["count"], 1, "{alerts:?}");
+    }
+    // Its own run then changes nothing more on SQLite, and evaluates its reading on PostgreSQL.
+    mash::jobs::CURRENT.scope(claimed[1].id, args(&claimed[1]).run(&app.state)).await.unwrap();
+    let alerts = alerts_of(&app, &gh).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["count"], 2, "{alerts:?}");
+    assert_eq!(alerts[0]["value"], 32.0);
+}
+
+#[tokio::test]
 async fn a_rule_created_on_one_instance_is_watched_at_once_by_another_through_redis() {
     let (a, b, _dir) = crate::helpers::two_instances_on_redis(NO_WORKERS).await;
     let gh = greenhouse(&a).await;
