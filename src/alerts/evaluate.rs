@@ -72,7 +72,7 @@ impl BackgroundJob for EvaluateReadings {
         let locked = crate::jobs::queue::lock_due(&txn, Self::NAME, now, TAKE_QUEUED).await?;
         let taken = parse_taken(locked, &mut batch);
         crate::jobs::queue::remove_taken(&txn, &taken.iter().map(|t| t.0).collect::<Vec<_>>(), None).await?;
-        let gathered = gather(&txn, state, &batch).await?;
+        let gathered = gather(Reader::Txn(&txn), state, &batch).await?;
         let changed = evaluate(state, &txn, gathered, now).await?;
         txn.commit().await?;
         finished(state, &taken, now);
@@ -109,7 +109,7 @@ impl EvaluateReadings {
         let candidates = parse_taken(found, &mut batch);
         // Read while other writers have the lock; whatever another process claims meanwhile is
         // evaluated here all the same (harmless: a reading is evaluated once per (rule, device)).
-        let gathered = gather(&state.db, state, &batch).await?;
+        let gathered = gather(Reader::Pool(&state.db), state, &batch).await?;
         let _gate = crate::db::write_gate(&state.db).await;
         let txn = crate::db::begin_write(&state.db).await?;
         let ids: Vec<Uuid> = candidates.iter().map(|t| t.0).collect();
@@ -167,41 +167,85 @@ struct Gathered {
     accepted: HashMap<Uuid, i64>,
 }
 
-async fn gather<C: ConnectionTrait>(db: &C, state: &AppState, batch: &[EvaluateReadings]) -> Result<Gathered, DbErr> {
-    let mut keys: Vec<(Uuid, String)> = Vec::new();
-    let mut series: Vec<Vec<(DateTime<Utc>, f64)>> = Vec::new();
-    // device -> metric -> index in `series`.
-    let mut index: HashMap<Uuid, HashMap<String, usize>> = HashMap::new();
-    let mut pairs: BTreeMap<Pair, usize> = BTreeMap::new();
-    let mut models: HashMap<Uuid, rule::Model> = HashMap::new();
+/// Where an evaluation reads: the pool (SQLite, before it queues for the write lock) or its
+/// transaction (PostgreSQL).
+#[derive(Clone, Copy)]
+enum Reader<'a> {
+    Pool(&'a sea_orm::DatabaseConnection),
+    Txn(&'a DatabaseTransaction),
+}
+
+impl Reader<'_> {
+    async fn rules(self, state: &AppState, grower_id: Uuid) -> Result<std::sync::Arc<super::GrowerRules>, DbErr> {
+        match self {
+            Reader::Pool(db) => super::rules_of(db, &state.alerts, grower_id).await,
+            Reader::Txn(txn) => super::rules_of(txn, &state.alerts, grower_id).await,
+        }
+    }
+
+    async fn readings(
+        self,
+        device: Uuid,
+        metrics: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::telemetry::store::Reading>, DbErr> {
+        use crate::telemetry::store;
+        match self {
+            Reader::Pool(db) => store::readings_between(db, &[device], metrics, from, to).await,
+            Reader::Txn(txn) => store::readings_between_in(txn, &[device], metrics, from, to).await,
+        }
+    }
+}
+
+async fn gather(reader: Reader<'_>, state: &AppState, batch: &[EvaluateReadings]) -> Result<Gathered, DbErr> {
+    // Per device: its grower, the metrics and the time span of its batches (consecutive
+    // batches of a device become one read).
+    let mut spans: BTreeMap<Uuid, (Uuid, Vec<String>, i64, i64)> = BTreeMap::new();
     let mut accepted: HashMap<Uuid, i64> = HashMap::new();
     for job in batch {
-        let grower_rules = super::rules_of(db, &state.alerts, job.grower_id).await?;
-        let rules: Vec<&rule::Model> = grower_rules.rules.iter().filter(|r| job.metrics.contains(&r.metric)).collect();
-        if rules.is_empty() {
-            continue;
-        }
-        let from = DateTime::from_timestamp_micros(job.from_us).unwrap_or_default();
-        let to = DateTime::from_timestamp_micros(job.to_us).unwrap_or_default();
-        let readings = crate::telemetry::store::readings_between(db, &job.devices, &job.metrics, from, to).await?;
         for d in &job.devices {
+            let span = spans.entry(*d).or_insert_with(|| (job.grower_id, Vec::new(), job.from_us, job.to_us));
+            for m in &job.metrics {
+                if !span.1.contains(m) {
+                    span.1.push(m.clone());
+                }
+            }
+            span.2 = Ord::min(span.2, job.from_us);
+            span.3 = Ord::max(span.3, job.to_us);
             let at = accepted.entry(*d).or_insert(job.accepted_at_ms);
             *at = Ord::min(*at, job.accepted_at_ms);
         }
-        for r in readings {
-            let metrics = index.entry(r.device_id).or_default();
-            let at = match metrics.get(&r.metric) {
+    }
+    let mut keys: Vec<(Uuid, String)> = Vec::new();
+    let mut series: Vec<Vec<(DateTime<Utc>, f64)>> = Vec::new();
+    let mut pairs: BTreeMap<Pair, usize> = BTreeMap::new();
+    let mut models: HashMap<Uuid, rule::Model> = HashMap::new();
+    for (device, (grower, metrics, from_us, to_us)) in spans {
+        let grower_rules = reader.rules(state, grower).await?;
+        let rules: Vec<&rule::Model> = grower_rules
+            .rules
+            .iter()
+            .filter(|r| metrics.contains(&r.metric) && r.device_id.is_none_or(|d| d == device))
+            .collect();
+        if rules.is_empty() {
+            continue;
+        }
+        let from = DateTime::from_timestamp_micros(from_us).unwrap_or_default();
+        let to = DateTime::from_timestamp_micros(to_us).unwrap_or_default();
+        // metric -> index in `series`, for this device.
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for r in reader.readings(device, &metrics, from, to).await? {
+            let at = match index.get(&r.metric) {
                 Some(at) => *at,
                 None => {
                     series.push(Vec::new());
                     // Each rule that watches this (device, metric) steps through it.
-                    for rule in
-                        rules.iter().filter(|x| x.metric == r.metric && x.device_id.is_none_or(|d| d == r.device_id))
-                    {
-                        pairs.insert((rule.id, r.device_id), series.len() - 1);
+                    for rule in rules.iter().filter(|x| x.metric == r.metric) {
+                        pairs.insert((rule.id, device), series.len() - 1);
                     }
-                    keys.push((r.device_id, r.metric.clone()));
-                    metrics.insert(r.metric, series.len() - 1);
+                    keys.push((device, r.metric.clone()));
+                    index.insert(r.metric, series.len() - 1);
                     series.len() - 1
                 }
             };
@@ -213,7 +257,6 @@ async fn gather<C: ConnectionTrait>(db: &C, state: &AppState, batch: &[EvaluateR
     }
     for readings in &mut series {
         readings.sort_by_key(|r| r.0);
-        // Batches taken together may overlap.
         readings.dedup_by_key(|r| r.0);
     }
     Ok(Gathered { keys, series, pairs, models, accepted })

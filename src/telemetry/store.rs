@@ -310,9 +310,66 @@ pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(Str
     }
 }
 
-/// The stored readings of `devices` × `metrics` with `from <= ts <= to`, in time order, on any
-/// connection (a transaction's included).
-pub async fn readings_between<C: sea_orm::ConnectionTrait>(
+/// The stored readings of `devices` × `metrics` with `from <= ts <= to`, in time order, read
+/// straight through sqlx (several times cheaper per row than [`readings_between_in`]).
+pub async fn readings_between(
+    db: &DatabaseConnection,
+    devices: &[Uuid],
+    metrics: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Reading>, DbErr> {
+    if devices.is_empty() || metrics.is_empty() {
+        return Ok(Vec::new());
+    }
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>, f64)>(
+                "SELECT device_id, metric, ts, value FROM sensor_readings \
+                 WHERE device_id = ANY($1) AND metric = ANY($2) AND ts >= $3 AND ts <= $4 ORDER BY ts",
+            )
+            .bind(devices)
+            .bind(metrics)
+            .bind(from)
+            .bind(to)
+            .fetch_all(db.get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts, value })
+                .collect())
+        }
+        _ => {
+            let sql = format!(
+                "SELECT device_id, metric, ts, value FROM sensor_readings WHERE device_id IN ({}) AND metric IN ({}) \
+                 AND ts >= ? AND ts <= ? ORDER BY ts",
+                vec!["?"; devices.len()].join(","),
+                vec!["?"; metrics.len()].join(",")
+            );
+            let mut q = sqlx::query_as::<_, (Uuid, String, i64, f64)>(AssertSqlSafe(sql));
+            for d in devices {
+                q = q.bind(*d);
+            }
+            for m in metrics {
+                q = q.bind(m.as_str());
+            }
+            let rows = q
+                .bind(from.timestamp_micros())
+                .bind(to.timestamp_micros())
+                .fetch_all(db.get_sqlite_connection_pool())
+                .await
+                .map_err(db_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts: from_micros(ts), value })
+                .collect())
+        }
+    }
+}
+
+/// [`readings_between`] on any connection (a transaction's included).
+pub async fn readings_between_in<C: sea_orm::ConnectionTrait>(
     db: &C,
     devices: &[Uuid],
     metrics: &[String],
