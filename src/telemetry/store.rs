@@ -122,13 +122,18 @@ async fn insert_batch(
 /// One statement per batch, autocommit: the readings, the live state, and the batch's rule
 /// evaluation jobs with their wake-up (`pg_notify`, delivered at commit; the `woke` CTE is
 /// referenced so that it runs, and only when a job was inserted). The same prepared statement
-/// serves every batch, with or without jobs.
-const PG_INSERT: &str = "\
-WITH ins AS (
+/// serves every batch, with or without jobs. `$returning` is what the readings' insert returns,
+/// `$select` the final query over it.
+macro_rules! pg_batch_statement {
+    ($returning:literal, $select:literal) => {
+        concat!(
+            "WITH ins AS (
     INSERT INTO sensor_readings (device_id, metric, ts, value)
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::float8[])
     ON CONFLICT DO NOTHING
-    RETURNING 1
+    RETURNING ",
+            $returning,
+            "
 ), st AS (
     INSERT INTO device_state (device_id, metric, ts, value)
     SELECT * FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::float8[])
@@ -144,31 +149,20 @@ WITH ins AS (
 ), woke AS (
     SELECT pg_notify('mash_jobs', '') FROM (SELECT 1 FROM job LIMIT 1) AS any_job
 )
-SELECT count(*), (SELECT count(*) FROM woke) FROM ins";
+",
+            $select
+        )
+    };
+}
 
-/// [`PG_INSERT`] answering the keys of the new readings instead of their count.
-const PG_INSERT_RETURNING: &str = "\
-WITH ins AS (
-    INSERT INTO sensor_readings (device_id, metric, ts, value)
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::float8[])
-    ON CONFLICT DO NOTHING
-    RETURNING device_id, metric, ts
-), st AS (
-    INSERT INTO device_state (device_id, metric, ts, value)
-    SELECT * FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::float8[])
-    ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value
-    WHERE excluded.ts > device_state.ts
-), job AS (
-    INSERT INTO background_jobs (id, job_type, payload, priority, status, attempts, max_attempts, run_at,
-        created_at, updated_at)
-    SELECT id, job_type, payload, priority, 'queued', 0, max_attempts, run_at, $15, $15
-    FROM unnest($9::uuid[], $10::text[], $11::jsonb[], $12::int2[], $13::int4[], $14::timestamptz[])
-        AS j(id, job_type, payload, priority, max_attempts, run_at)
-    RETURNING 1
-), woke AS (
-    SELECT pg_notify('mash_jobs', '') FROM (SELECT 1 FROM job LIMIT 1) AS any_job
-)
-SELECT device_id, metric, ts FROM ins WHERE (SELECT count(*) FROM woke) >= 0";
+/// The batch statement answering how many readings were new.
+const PG_INSERT: &str = pg_batch_statement!("1", "SELECT count(*), (SELECT count(*) FROM woke) FROM ins");
+
+/// The batch statement answering the keys of the new readings.
+const PG_INSERT_RETURNING: &str = pg_batch_statement!(
+    "device_id, metric, ts",
+    "SELECT device_id, metric, ts FROM ins WHERE (SELECT count(*) FROM woke) >= 0"
+);
 
 /// Rows of either statement as an [`Inserted`].
 fn inserted_pg(rows: Vec<sqlx::postgres::PgRow>, returning: bool) -> Result<Inserted, sqlx::Error> {
