@@ -1,8 +1,9 @@
 //! The evaluation jobs: `evaluate_readings` (enqueued by ingestion; a run also takes on the
-//! evaluations queued meanwhile) and `check_stale` (periodic). Both change alerts the same way, in one transaction that holds the
-//! `alert_rule_states` rows of the (rule, device) pairs it touches: evaluations of one pair are
-//! serialised across workers and instances, state and alert changes commit together with
-//! their delivery jobs, and a retried run skips readings it already saw.
+//! evaluations queued meanwhile) and `check_stale` (periodic). Both change alerts the same way,
+//! in one transaction that holds the `alert_series_states` rows of the (device, metric) series
+//! it touches: evaluations of the same readings are serialised across workers and instances,
+//! state and alert changes commit together with their delivery jobs, and a retried run skips
+//! readings it already saw.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -403,8 +404,11 @@ async fn lock_series(
     keys: &[(Uuid, String)],
     now: DateTime<Utc>,
 ) -> Result<Vec<engine::Series>, DbErr> {
-    let mut found = select_series(txn, keys).await?;
-    let missing: Vec<(Uuid, String)> = keys.iter().filter(|k| !found.contains_key(*k)).cloned().collect();
+    // Locked in key order, so two evaluations of overlapping series cannot deadlock.
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    let mut found = select_series(txn, &sorted).await?;
+    let missing: Vec<(Uuid, String)> = sorted.into_iter().filter(|k| !found.contains_key(k)).collect();
     if !missing.is_empty() {
         for chunk in missing.chunks(500) {
             let rows = chunk.iter().map(|(d, m)| series_state::ActiveModel {
