@@ -254,6 +254,7 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     assert!(status.contains("pending  m20261122_000004_shop"), "{status}");
     assert!(status.contains("pending  m20261123_000005_jobs_alerts"), "{status}");
     assert!(status.contains("pending  m20261124_000006_realtime"), "{status}");
+    assert!(status.contains("pending  m20261125_000007_alert_series"), "{status}");
     run(&["migrate", "up"]);
     let status = run(&["migrate", "status"]);
     assert!(!status.contains("pending"), "{status}");
@@ -261,8 +262,8 @@ async fn migrate_subcommands_report_and_change_the_schema() {
     run(&["migrate", "down"]);
     let status = run(&["migrate", "status"]);
     assert!(status.contains("applied  m20261122_000002_identity"), "{status}");
-    assert!(status.contains("applied  m20261123_000005_jobs_alerts"), "{status}");
-    assert!(status.contains("pending  m20261124_000006_realtime"), "{status}");
+    assert!(status.contains("applied  m20261124_000006_realtime"), "{status}");
+    assert!(status.contains("pending  m20261125_000007_alert_series"), "{status}");
     run(&["migrate", "up"]);
     run(&["migrate", "down", "--all"]);
     assert!(!run(&["migrate", "status"]).contains("applied"));
