@@ -3,7 +3,7 @@
 //!
 //! Time is the readings' own timestamps (a gateway that uploads a buffered hour evaluates as
 //! that hour happened); only `stale` compares with the clock. Readings at or before the last
-//! one evaluated for a (device, metric) are skipped by the caller ([`Series::admit`]), which
+//! one evaluated for a (device, metric) are skipped by the caller ([`Series::admits`]), which
 //! makes a retried evaluation and a resent batch harmless.
 //!
 //! - **threshold**: the value against `op` (`gt`/`lt` `threshold`, or `outside` `low..high`).

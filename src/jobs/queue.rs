@@ -83,9 +83,10 @@ pub async fn claim_leased<C: ConnectionTrait>(
 }
 
 /// Locks up to `limit` due, queued jobs of one type for a caller that will do their work in
-/// its own transaction `db` and [`remove`] them there: its commit completes them, its rollback
-/// leaves them queued. PostgreSQL skips rows that a claim or another caller holds; on SQLite
-/// the caller's write transaction already excludes everyone else.
+/// its own transaction `db` and [`remove_taken`] them there: its commit completes them, its
+/// rollback leaves them queued. PostgreSQL skips rows that a claim or another caller holds. On
+/// SQLite there is no row lock: inside a write transaction nobody else writes; outside one it
+/// only reads, and [`remove_taken`] says later which of them were still there.
 pub async fn lock_due<C: ConnectionTrait>(
     db: &C,
     job_type: &str,

@@ -127,11 +127,10 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
         while done_rx.recv_many(&mut batch, 500).await > 0 {
             // A failure leaves the jobs leased; they run again when the lease ends (runs are
             // idempotent), so one retry here is enough.
-            let done = async { queue::complete_many(&state.db, &batch).await };
-            if let Err(e) = gated(&state, done).await {
+            if let Err(e) = gated(&state, queue::complete_many(&state.db, &batch)).await {
                 tracing::warn!(error = %e, jobs = batch.len(), "could not remove finished jobs; retrying once");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                if let Err(e) = gated(&state, async { queue::complete_many(&state.db, &batch).await }).await {
+                if let Err(e) = gated(&state, queue::complete_many(&state.db, &batch)).await {
                     tracing::warn!(error = %e, jobs = batch.len(), "finished jobs stay leased and will run again");
                 }
             }
