@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    helpers::{TestApp, assert_error, detail_fields, spawn_app},
+    helpers::{TestApp, assert_error, detail_fields, spawn_app, spawn_app_with},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -541,7 +541,9 @@ async fn idempotency_key_must_be_1_to_255_characters() {
 /// exactly the expired rows.
 #[tokio::test]
 async fn expired_keys_are_new_keys_and_are_pruned() {
-    let app = spawn_app().await;
+    // No workers: the periodic prune (scheduled at start) must not remove the backdated key
+    // before this test's own prune counts it.
+    let app = spawn_app_with(&[("JOB_CONCURRENCY", "0")], axum::Router::new()).await;
     let shop = open_shop(&app).await;
     let seeds = product(&app, &shop, "2.00", 20).await;
     let customer = register(&app, "later").await;
