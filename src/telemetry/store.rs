@@ -304,8 +304,9 @@ pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(Str
     }
 }
 
-/// The stored readings of `devices` × `metrics` with `from <= ts <= to`, in time order, read
-/// straight through sqlx (several times cheaper per row than [`readings_between_in`]).
+/// The stored readings of `devices` × `metrics` with `from <= ts <= to`, in time order. On
+/// SQLite they are read straight through sqlx (several times cheaper per row than
+/// [`readings_between_in`], which serves PostgreSQL and transactions).
 pub async fn readings_between(
     db: &DatabaseConnection,
     devices: &[Uuid],
@@ -313,27 +314,9 @@ pub async fn readings_between(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Reading>, DbErr> {
-    if devices.is_empty() || metrics.is_empty() {
-        return Ok(Vec::new());
-    }
     match db.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            let rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>, f64)>(
-                "SELECT device_id, metric, ts, value FROM sensor_readings \
-                 WHERE device_id = ANY($1) AND metric = ANY($2) AND ts >= $3 AND ts <= $4 ORDER BY ts",
-            )
-            .bind(devices)
-            .bind(metrics)
-            .bind(from)
-            .bind(to)
-            .fetch_all(db.get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?;
-            Ok(rows
-                .into_iter()
-                .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts, value })
-                .collect())
-        }
+        DatabaseBackend::Postgres => readings_between_in(db, devices, metrics, from, to).await,
+        _ if devices.is_empty() || metrics.is_empty() => Ok(Vec::new()),
         _ => {
             let sql = format!(
                 "SELECT device_id, metric, ts, value FROM sensor_readings WHERE device_id IN ({}) AND metric IN ({}) \
