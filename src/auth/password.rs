@@ -1,16 +1,21 @@
 //! Password hashing (argon2id with OWASP's parameters) and the password policy.
 //!
-//! Hashing is deliberately slow, so it runs on the blocking pool behind a semaphore sized to
-//! the CPU count: a burst of logins queues there instead of starving the async runtime.
+//! Hashing is deliberately slow, so it runs on its own threads, one per CPU, fed from one
+//! queue: a burst of logins queues there instead of starving the async runtime, and a hashing
+//! thread goes from one hash straight to the next without waiting for the runtime to hand it
+//! over.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, mpsc},
+};
 
 use argon2::{
     Algorithm, Argon2, Block, Params, Version,
     password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
 use rand::RngCore;
-use tokio::sync::Semaphore;
 
 use crate::http::{AppError, error::FieldError};
 
@@ -27,11 +32,13 @@ const COMMON_PASSWORDS: &str = include_str!("../../assets/common-passwords.txt")
 
 /// Hashes and verifies passwords off the async threads.
 pub struct Passwords {
-    permits: Arc<Semaphore>,
-    /// One working memory per permit, reused from hash to hash.
-    memories: Arc<std::sync::Mutex<Vec<Memory>>>,
+    /// The hashing threads' queue; they end when it is dropped.
+    jobs: mpsc::Sender<Job>,
     common: HashSet<&'static str>,
 }
+
+/// A hash to compute on a hashing thread, with that thread's working memory.
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 /// A real argon2id hash, with the parameters above, of a random password nobody knows:
 /// verifying against it when an email is unknown makes "no such user" take as long as "wrong
@@ -44,7 +51,7 @@ fn params() -> Params {
 }
 
 /// Working memory for one hash (19 MiB at the parameters above). The server keeps one per
-/// hashing slot and reuses it: a fresh 19 MiB per login would be mapped, faulted in and given
+/// hashing thread, allocated at its first hash, and reuses it: a fresh 19 MiB per login would be mapped, faulted in and given
 /// back every time, and the allocator's per-thread arenas would hold on to hundreds of MiB
 /// under a burst of logins.
 pub type Memory = Vec<Block>;
@@ -109,10 +116,22 @@ pub fn verify_blocking(password: &str, hash: &str) -> bool {
 }
 
 impl Passwords {
+    /// Starts one hashing thread per CPU.
     pub fn new() -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..cpus {
+            let queue = queue.clone();
+            let spawned =
+                std::thread::Builder::new().name(format!("mash-hash-{i}")).spawn(move || hashing_thread(&queue));
+            if let Err(e) = spawned {
+                // With no thread at all, hashes answer 500 (their job is dropped unanswered).
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
         let common = COMMON_PASSWORDS.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
-        Self { permits: Arc::new(Semaphore::new(cpus)), memories: Arc::default(), common }
+        Self { jobs, common }
     }
 
     /// Checks the policy: 400 with `details` naming `field` when the password is too short,
@@ -137,23 +156,20 @@ impl Passwords {
         }
     }
 
-    /// Runs `work` on the blocking pool with a hashing permit and a reused working memory.
+    /// Runs `work` on a hashing thread, with that thread's working memory. A request that is
+    /// gone (its client hung up, or it timed out) before its turn comes costs no hash.
     async fn with_memory<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit = self.permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
-        let memories = self.memories.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut memory = memories.lock().map(|mut m| m.pop()).ok().flatten().unwrap_or_default();
-            let result = work(&mut memory);
-            if let Ok(mut pool) = memories.lock() {
-                pool.push(memory);
+        let (answer, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            if !answer.is_closed() {
+                let _ = answer.send(work(memory));
             }
-            result
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))
+        });
+        self.jobs.send(job).map_err(|_| AppError::Internal(anyhow::anyhow!("password hashing threads are gone")))?;
+        result.await.map_err(|_| AppError::Internal(anyhow::anyhow!("password hashing failed")))
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
@@ -171,6 +187,23 @@ impl Passwords {
         };
         let ok = self.with_memory(move |memory| verify_with(&password, &hash, memory)).await?;
         Ok(ok && real)
+    }
+}
+
+/// Takes jobs from `queue` until every sender is gone. A job that panics loses only its own
+/// answer (its caller gets a 500); the thread goes on with the next.
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    let mut memory = Memory::new();
+    loop {
+        // Only the thread holding the lock waits in `recv`; the others wait for the lock.
+        let job = match queue.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory))).is_err() {
+            memory = Memory::new();
+        }
     }
 }
 
@@ -202,6 +235,28 @@ mod tests {
         assert!(p.verify("correct horse battery staple", Some(&h)).await.unwrap());
         assert!(!p.verify("wrong", Some(&h)).await.unwrap());
         assert!(!p.verify("anything", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_hash_fails_alone_and_the_threads_go_on() {
+        let p = Passwords::new();
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        // More panics than threads: a thread that died with its job would leave none behind.
+        for _ in 0..threads + 1 {
+            let failed =
+                tokio::time::timeout(std::time::Duration::from_secs(60), p.with_memory(|_| -> u32 { panic!("boom") }))
+                    .await
+                    .expect("a hashing thread answers");
+            assert!(matches!(failed, Err(AppError::Internal(_))), "{failed:?}");
+        }
+        let h = p.hash("correct horse battery staple").await.unwrap();
+        // Concurrent verifications all get their own answer.
+        let checks = (0..4).map(|i| {
+            let password = if i % 2 == 0 { "correct horse battery staple" } else { "wrong horse" };
+            p.verify(password, Some(&h))
+        });
+        let answers: Vec<bool> = futures_util::future::join_all(checks).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, vec![true, false, true, false]);
     }
 
     #[test]
