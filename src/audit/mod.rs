@@ -53,6 +53,15 @@ impl Entry {
 /// Writes one audit row. Takes any connection, so callers record inside their own transaction
 /// and the audit row commits (or rolls back) with the change it describes.
 pub async fn record<C: ConnectionTrait>(db: &C, entry: Entry) -> Result<Uuid, sea_orm::DbErr> {
+    let (id, row) = insert(entry);
+    db.execute(&row).await?;
+    Ok(id)
+}
+
+/// The insert that [`record`] runs, for writing the entry together with other rows
+/// ([`crate::db::insert_together`]); with the new entry's id.
+pub fn insert(entry: Entry) -> (Uuid, sea_orm::sea_query::InsertStatement) {
+    use sea_orm::QueryTrait;
     let id = Uuid::now_v7();
     let row = entity::ActiveModel {
         id: Set(id),
@@ -65,6 +74,5 @@ pub async fn record<C: ConnectionTrait>(db: &C, entry: Entry) -> Result<Uuid, se
         user_agent: Set(entry.user_agent),
         created_at: Set(chrono::Utc::now()),
     };
-    entity::Entity::insert(row).exec_without_returning(db).await?;
-    Ok(id)
+    (id, entity::Entity::insert(row).into_query())
 }

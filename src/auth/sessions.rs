@@ -4,8 +4,8 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, InsertStatement, OnConflict},
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -121,15 +121,11 @@ async fn upsert_device<C: ConnectionTrait>(db: &C, user_id: Uuid, info: &DeviceI
     Ok(Some(id.ok_or_else(|| anyhow::anyhow!("user device vanished after upsert"))?))
 }
 
-async fn insert_refresh<C: ConnectionTrait>(
-    db: &C,
-    state: &AppState,
-    session_id: Uuid,
-    user_id: Uuid,
-) -> Result<String, AppError> {
+/// A new refresh token for `session_id`, and the insert that stores its hash.
+fn new_refresh(state: &AppState, session_id: Uuid, user_id: Uuid) -> (String, InsertStatement) {
     let token = secrets::random_token();
     let now = Utc::now();
-    refresh_token::Entity::insert(refresh_token::ActiveModel {
+    let insert = refresh_token::Entity::insert(refresh_token::ActiveModel {
         id: Set(Uuid::now_v7()),
         session_id: Set(session_id),
         user_id: Set(user_id),
@@ -138,9 +134,8 @@ async fn insert_refresh<C: ConnectionTrait>(
         expires_at: Set(now + chrono::Duration::from_std(state.config.auth.refresh_ttl).unwrap_or_default()),
         used_at: Set(None),
     })
-    .exec_without_returning(db)
-    .await?;
-    Ok(token)
+    .into_query();
+    (token, insert)
 }
 
 fn pair(state: &AppState, user_id: Uuid, session_id: Uuid, role: Role, refresh: String) -> Result<TokenPair, AppError> {
@@ -159,11 +154,12 @@ pub async fn start(
     how: &str,
 ) -> Result<TokenPair, AppError> {
     let role = role_of(u)?;
-    let txn = crate::db::begin_write(&state.db).await?;
-    let device_row = upsert_device(&txn, u.id, device).await?;
+    // Outside the session's own write: a device row touched by a login that then fails is
+    // harmless, and on PostgreSQL the three rows below go in one statement.
+    let device_row = upsert_device(&state.db, u.id, device).await?;
     let now = Utc::now();
     let session_id = Uuid::now_v7();
-    session::Entity::insert(session::ActiveModel {
+    let session = session::Entity::insert(session::ActiveModel {
         id: Set(session_id),
         user_id: Set(u.id),
         user_device_id: Set(device_row),
@@ -175,19 +171,16 @@ pub async fn start(
         revoked_at: Set(None),
         revoked_reason: Set(None),
     })
-    .exec_without_returning(&txn)
-    .await?;
-    let refresh = insert_refresh(&txn, state, session_id, u.id).await?;
-    audit::record(
-        &txn,
+    .into_query();
+    let (refresh, refresh_row) = new_refresh(state, session_id, u.id);
+    let (_, audit_row) = audit::insert(
         Entry::new("auth.login")
             .by(Some(u.id))
             .on("session", session_id)
             .details(serde_json::json!({ "method": how }))
             .client(client),
-    )
-    .await?;
-    txn.commit().await?;
+    );
+    crate::db::insert_together(&state.db, vec![session, refresh_row, audit_row]).await?;
     pair(state, u.id, session_id, role, refresh)
 }
 
@@ -234,7 +227,8 @@ pub async fn refresh(state: &AppState, presented: &str, client: &ClientMeta) -> 
         txn.rollback().await?;
         return Err(reuse_detected(state, &rt, client).await);
     }
-    let new_refresh = insert_refresh(&txn, state, sess.id, u.id).await?;
+    let (new_refresh, insert) = new_refresh(state, sess.id, u.id);
+    txn.execute(&insert).await?;
     session::Entity::update_many()
         .col_expr(session::Column::LastUsedAt, Expr::value(now))
         .col_expr(

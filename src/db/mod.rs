@@ -164,6 +164,40 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     db.begin_with_options(TransactionOptions { sqlite_transaction_mode: sqlite_mode, ..Default::default() }).await
 }
 
+/// Runs `inserts` as one unit: all of their rows are written, or none.
+///
+/// On PostgreSQL this is one statement: the first inserts are data-modifying CTEs of the last
+/// (`WITH w0 AS (INSERT …), w1 AS (INSERT …) INSERT …`), so one round trip and an implicit
+/// commit instead of `BEGIN`, one per insert and `COMMIT`. Foreign keys between them hold, as
+/// PostgreSQL checks them at the end of the statement. SQLite cannot write in a CTE, so there
+/// they run in one `IMMEDIATE` transaction. The inserts must not depend on each other's results.
+pub async fn insert_together(
+    db: &DatabaseConnection,
+    inserts: Vec<sea_orm::sea_query::InsertStatement>,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::{
+        ConnectionTrait,
+        sea_query::{CommonTableExpression, WithClause},
+    };
+    if backend(db) != DatabaseBackend::Postgres {
+        let txn = begin_write(db).await?;
+        for insert in &inserts {
+            txn.execute(insert).await?;
+        }
+        return txn.commit().await;
+    }
+    let mut inserts = inserts;
+    let Some(mut last) = inserts.pop() else { return Ok(()) };
+    if !inserts.is_empty() {
+        let mut with = WithClause::new();
+        for (i, insert) in inserts.into_iter().enumerate() {
+            with.cte(CommonTableExpression::new().query(insert).table_name(format!("w{i}")).to_owned());
+        }
+        last.with_cte(with);
+    }
+    db.execute(&last).await.map(drop)
+}
+
 /// The backend behind a connection, for the few places that pick a backend-specific statement.
 pub fn backend(db: &DatabaseConnection) -> DatabaseBackend {
     sea_orm::ConnectionTrait::get_database_backend(db)

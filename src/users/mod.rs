@@ -43,6 +43,61 @@ impl From<&entity::user::Model> for UserOut {
     }
 }
 
+/// The columns [`UserOut`] shows, read as they are: the read paths that only show a user
+/// never load its password hash or MFA secret.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct ViewRow {
+    id: Uuid,
+    email: String,
+    name: String,
+    role: String,
+    email_verified: bool,
+    mfa_enabled: bool,
+    disabled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ViewRow> for UserOut {
+    fn from(u: ViewRow) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            role: Role::parse(&u.role).unwrap_or(Role::Customer),
+            email_verified: u.email_verified,
+            mfa_enabled: u.mfa_enabled,
+            disabled: u.disabled_at.is_some(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// A live (not deleted) user as the API shows it, reading only the columns shown.
+pub async fn find_view<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
+    use entity::user::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let row = Entity::find_by_id(id)
+        .filter(Column::DeletedAt.is_null())
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::Email,
+            Column::Name,
+            Column::Role,
+            Column::EmailVerified,
+            Column::MfaEnabled,
+            Column::DisabledAt,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+        ])
+        .into_model::<ViewRow>()
+        .one(db)
+        .await?;
+    Ok(row.map(UserOut::from))
+}
+
 /// Validation rule for names, which are stored trimmed: whitespace alone is no name.
 pub fn not_blank(value: &str, _: &()) -> garde::Result {
     if value.trim().is_empty() { Err(garde::Error::new("must not be blank")) } else { Ok(()) }
@@ -67,9 +122,12 @@ pub async fn load_signed_in<C: sea_orm::ConnectionTrait>(
     db: &C,
     me: &crate::auth::AuthUser,
 ) -> Result<entity::user::Model, crate::http::AppError> {
-    find_live(db, me.user_id)
-        .await?
-        .ok_or_else(|| crate::http::AppError::Unauthorized("account no longer exists".into()))
+    find_live(db, me.user_id).await?.ok_or_else(account_gone)
+}
+
+/// 401 for a valid token whose account was deleted since it was issued.
+pub fn account_gone() -> crate::http::AppError {
+    crate::http::AppError::Unauthorized("account no longer exists".into())
 }
 
 /// Sets a new password hash for a live, enabled account, ends its sessions (all, or all but

@@ -956,3 +956,73 @@ async fn concurrent_logins_from_one_new_device_all_succeed() {
         .unwrap();
     assert_eq!(n, 3, "one row per device");
 }
+
+/// What `db::insert_together` promises the login's session write: rows that refer to each
+/// other go in together (one statement on PostgreSQL), and when one of them fails none is
+/// written.
+#[tokio::test]
+async fn rows_written_together_are_all_written_or_none() {
+    use mash::{
+        audit::Entry,
+        auth::entity::{refresh_token, session},
+    };
+    use sea_orm::{ActiveValue::Set, QueryTrait};
+
+    let app = spawn_app().await;
+    let account = register(&app, "together").await;
+    let db = &app.state.db;
+    let now = chrono::Utc::now();
+    let session_row = |id: Uuid| {
+        session::Entity::insert(session::ActiveModel {
+            id: Set(id),
+            user_id: Set(account.id),
+            user_device_id: Set(None),
+            ip_address: Set(None),
+            user_agent: Set(None),
+            created_at: Set(now),
+            last_used_at: Set(now),
+            expires_at: Set(now + chrono::Duration::days(1)),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+        })
+        .into_query()
+    };
+    let refresh_row = |session_id: Uuid| {
+        refresh_token::Entity::insert(refresh_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id),
+            user_id: Set(account.id),
+            token_hash: Set(Uuid::now_v7().simple().to_string()),
+            created_at: Set(now),
+            expires_at: Set(now + chrono::Duration::days(1)),
+            used_at: Set(None),
+        })
+        .into_query()
+    };
+    let refresh_count = |session_id: Uuid| {
+        refresh_token::Entity::find().filter(refresh_token::Column::SessionId.eq(session_id)).count(db)
+    };
+
+    // A refresh token that refers to the session written in the same call: its foreign key holds.
+    let first = Uuid::now_v7();
+    let (audit_id, audit_row) = mash::audit::insert(Entry::new("test.together").by(Some(account.id)));
+    mash::db::insert_together(db, vec![session_row(first), refresh_row(first), audit_row.clone()])
+        .await
+        .expect("rows that refer to each other go in together");
+    assert!(session::Entity::find_by_id(first).one(db).await.unwrap().is_some());
+    assert_eq!(refresh_count(first).await.unwrap(), 1);
+    assert!(audit_log::Entity::find_by_id(audit_id).one(db).await.unwrap().is_some());
+
+    // The last row fails (its audit id is taken now): the session and token before it are not written.
+    let second = Uuid::now_v7();
+    let failed = mash::db::insert_together(db, vec![session_row(second), refresh_row(second), audit_row]).await;
+    assert!(failed.is_err(), "a duplicate primary key fails the whole write");
+    assert!(session::Entity::find_by_id(second).one(db).await.unwrap().is_none(), "no session without its siblings");
+    assert_eq!(refresh_count(second).await.unwrap(), 0);
+
+    // A refresh token for a session that exists nowhere fails, and takes the session beside it along.
+    let third = Uuid::now_v7();
+    let failed = mash::db::insert_together(db, vec![session_row(third), refresh_row(Uuid::now_v7())]).await;
+    assert!(failed.is_err(), "the foreign key is still checked");
+    assert!(session::Entity::find_by_id(third).one(db).await.unwrap().is_none());
+}
