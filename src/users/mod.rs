@@ -29,21 +29,23 @@ pub struct UserOut {
 
 impl From<&entity::user::Model> for UserOut {
     fn from(u: &entity::user::Model) -> Self {
-        Self {
+        let view = ViewRow {
             id: u.id,
             email: u.email.clone(),
             name: u.name.clone(),
-            role: Role::parse(&u.role).unwrap_or(Role::Customer),
+            role: u.role.clone(),
             email_verified: u.email_verified,
             mfa_enabled: u.mfa_enabled,
-            disabled: u.disabled_at.is_some(),
+            disabled_at: u.disabled_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
-        }
+        };
+        view.into()
     }
 }
 
-/// The columns [`UserOut`] shows, read as they are: the read paths that only show a user
+/// The columns [`UserOut`] shows, read as they are (the one place that turns them into a
+/// `UserOut`): the read paths that only show a user
 /// never load its password hash or MFA secret.
 #[derive(Debug, sea_orm::FromQueryResult)]
 struct ViewRow {
