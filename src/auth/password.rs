@@ -51,9 +51,9 @@ fn params() -> Params {
 }
 
 /// Working memory for one hash (19 MiB at the parameters above). The server keeps one per
-/// hashing thread, allocated at its first hash, and reuses it: a fresh 19 MiB per login would be mapped, faulted in and given
-/// back every time, and the allocator's per-thread arenas would hold on to hundreds of MiB
-/// under a burst of logins.
+/// hashing thread, allocated at its first hash, and reuses it: a fresh 19 MiB per login would
+/// be mapped, faulted in and given back every time, and the allocator's per-thread arenas
+/// would hold on to hundreds of MiB under a burst of logins.
 pub type Memory = Vec<Block>;
 
 fn new_memory(params: &Params) -> Memory {
@@ -126,7 +126,7 @@ impl Passwords {
             let spawned =
                 std::thread::Builder::new().name(format!("mash-hash-{i}")).spawn(move || hashing_thread(&queue));
             if let Err(e) = spawned {
-                // With no thread at all, hashes answer 500 (their job is dropped unanswered).
+                // The others share the queue; with none at all, every hash answers 500.
                 tracing::error!(error = %e, "could not start a password hashing thread");
             }
         }

@@ -44,9 +44,9 @@ impl From<&entity::user::Model> for UserOut {
     }
 }
 
-/// The columns [`UserOut`] shows, read as they are (the one place that turns them into a
-/// `UserOut`): the read paths that only show a user
-/// never load its password hash or MFA secret.
+/// The columns [`UserOut`] shows, as stored, and the one place that turns them into a
+/// `UserOut`. Read paths that only show a user select these, never the password hash or the
+/// MFA secret.
 #[derive(Debug, sea_orm::FromQueryResult)]
 struct ViewRow {
     id: Uuid,
