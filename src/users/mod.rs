@@ -78,10 +78,9 @@ impl From<ViewRow> for UserOut {
 
 /// A live (not deleted) user as the API shows it, reading only the columns shown.
 pub async fn find_view<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
-    use entity::user::{Column, Entity};
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-    let row = Entity::find_by_id(id)
-        .filter(Column::DeletedAt.is_null())
+    use entity::user::Column;
+    use sea_orm::QuerySelect;
+    let row = live_by_id(id)
         .select_only()
         .columns([
             Column::Id,
@@ -110,13 +109,18 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// The query for a live (not deleted) user by id, for [`find_live`] and [`find_view`].
+fn live_by_id(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null())
+}
+
 /// Loads a live (not deleted) user by id.
 pub async fn find_live<C: sea_orm::ConnectionTrait>(
     db: &C,
     id: Uuid,
 ) -> Result<Option<entity::user::Model>, sea_orm::DbErr> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null()).one(db).await
+    live_by_id(id).one(db).await
 }
 
 /// The signed-in caller's row; 401 when the account was deleted since the token was issued.
