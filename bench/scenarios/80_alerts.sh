@@ -46,10 +46,14 @@ rules_setup() {
     [[ $ok -eq 100 ]] || { bench_log "alerts: only $ok of 100 rules created"; return 1; }
 }
 
-# queue_left URL: jobs still queued or running, from GET /admin/jobs.
+# queue_left URL: jobs still queued or running (GET /admin/jobs), plus readings handed to the
+# in-process evaluator and not evaluated yet (SQLite; `alert_evaluation_backlog` in /metrics).
 queue_left() {
-    curl -s --max-time 10 -H "authorization: Bearer $TEL_ADMIN_TOKEN" "$1/api/v1/admin/jobs" |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["depth"] + d["running"])'
+    local jobs backlog
+    jobs=$(curl -s --max-time 10 -H "authorization: Bearer $TEL_ADMIN_TOKEN" "$1/api/v1/admin/jobs" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["depth"] + d["running"])')
+    backlog=$(curl -s --max-time 10 "$1/metrics" | awk '$1 == "alert_evaluation_backlog" { print $2 }')
+    echo $((jobs + ${backlog:-0}))
 }
 
 # latency_quantiles BEFORE AFTER: "count p50_ms p99_ms" of alert_event_latency_seconds between two scrapes.

@@ -159,7 +159,8 @@ fn finished(state: &AppState, taken: &[(Uuid, DateTime<Utc>)], now: DateTime<Utc
 /// The readings of a batch of evaluations, per (device, metric) in time order, and which of
 /// them each (rule, device) steps through; with the rules and the earliest acceptance of each
 /// device's batches.
-struct Gathered {
+#[derive(Default)]
+pub(super) struct Gathered {
     /// The (device, metric) of each series.
     keys: Vec<(Uuid, String)>,
     series: Vec<Vec<(DateTime<Utc>, f64)>>,
@@ -203,7 +204,7 @@ async fn gather(reader: Reader<'_>, state: &AppState, batch: &[EvaluateReadings]
     // Per device: its grower, the metrics and the time span of its batches (consecutive
     // batches of a device become one read).
     let mut spans: BTreeMap<Uuid, (Uuid, Vec<String>, i64, i64)> = BTreeMap::new();
-    let mut accepted: HashMap<Uuid, i64> = HashMap::new();
+    let mut g = Gathered::default();
     for job in batch {
         for d in &job.devices {
             let span = spans.entry(*d).or_insert_with(|| (job.grower_id, Vec::new(), job.from_us, job.to_us));
@@ -214,58 +215,90 @@ async fn gather(reader: Reader<'_>, state: &AppState, batch: &[EvaluateReadings]
             }
             span.2 = Ord::min(span.2, job.from_us);
             span.3 = Ord::max(span.3, job.to_us);
-            let at = accepted.entry(*d).or_insert(job.accepted_at_ms);
-            *at = Ord::min(*at, job.accepted_at_ms);
+            g.accepted_at(*d, job.accepted_at_ms);
         }
     }
-    let mut keys: Vec<(Uuid, String)> = Vec::new();
-    let mut series: Vec<Vec<(DateTime<Utc>, f64)>> = Vec::new();
-    let mut pairs: BTreeMap<Pair, usize> = BTreeMap::new();
-    let mut models: HashMap<Uuid, rule::Model> = HashMap::new();
     for (device, (grower, metrics, from_us, to_us)) in spans {
         let grower_rules = reader.rules(state, grower).await?;
-        let rules: Vec<&rule::Model> = grower_rules
-            .rules
-            .iter()
-            .filter(|r| metrics.contains(&r.metric) && r.device_id.is_none_or(|d| d == device))
-            .collect();
-        if rules.is_empty() {
+        if !grower_rules.rules.iter().any(|r| metrics.contains(&r.metric) && r.device_id.is_none_or(|d| d == device)) {
             continue;
         }
         let from = DateTime::from_timestamp_micros(from_us).unwrap_or_default();
         let to = DateTime::from_timestamp_micros(to_us).unwrap_or_default();
-        // metric -> index in `series`, for this device.
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for r in reader.readings(device, &metrics, from, to).await? {
-            let at = match index.get(&r.metric) {
+        let readings = reader.readings(device, &metrics, from, to).await?;
+        g.add_device(&grower_rules, device, readings.into_iter().map(|r| (r.metric, r.ts, r.value)));
+    }
+    Ok(g.finish())
+}
+
+impl Gathered {
+    /// The batch behind `device`'s readings was accepted at `ms`: the earliest one counts.
+    pub(super) fn accepted_at(&mut self, device: Uuid, ms: i64) {
+        let at = self.accepted.entry(device).or_insert(ms);
+        *at = Ord::min(*at, ms);
+    }
+
+    /// Adds one device's readings (in any order) of the metrics `rules` watch on it: a series
+    /// per (device, metric), stepped through by each (rule, device) that watches it.
+    pub(super) fn add_device(
+        &mut self,
+        rules: &super::GrowerRules,
+        device: Uuid,
+        readings: impl IntoIterator<Item = (String, DateTime<Utc>, f64)>,
+    ) {
+        // metric -> index in `series` for this device (`None`: no rule watches it).
+        let mut index: HashMap<String, Option<usize>> = HashMap::new();
+        for (metric, ts, value) in readings {
+            let at = match index.get(&metric) {
                 Some(at) => *at,
                 None => {
-                    series.push(Vec::new());
-                    // Each rule that watches this (device, metric) steps through it.
-                    for rule in rules.iter().filter(|x| x.metric == r.metric) {
-                        pairs.insert((rule.id, device), series.len() - 1);
-                    }
-                    keys.push((device, r.metric.clone()));
-                    index.insert(r.metric, series.len() - 1);
-                    series.len() - 1
+                    let watching: Vec<&rule::Model> = rules
+                        .rules
+                        .iter()
+                        .filter(|r| r.metric == metric && r.device_id.is_none_or(|d| d == device))
+                        .collect();
+                    let at = (!watching.is_empty()).then(|| {
+                        self.series.push(Vec::new());
+                        // Each rule that watches this (device, metric) steps through it.
+                        for rule in watching {
+                            self.pairs.insert((rule.id, device), self.series.len() - 1);
+                            self.models.entry(rule.id).or_insert_with(|| rule.clone());
+                        }
+                        self.keys.push((device, metric.clone()));
+                        self.series.len() - 1
+                    });
+                    index.insert(metric, at);
+                    at
                 }
             };
-            series[at].push((r.ts, r.value));
-        }
-        for rule in rules {
-            models.entry(rule.id).or_insert_with(|| rule.clone());
+            if let Some(at) = at {
+                self.series[at].push((ts, value));
+            }
         }
     }
-    for readings in &mut series {
-        readings.sort_by_key(|r| r.0);
-        readings.dedup_by_key(|r| r.0);
+
+    /// Puts each series in time order, one reading per time (the first of equal ones).
+    pub(super) fn finish(mut self) -> Self {
+        for readings in &mut self.series {
+            readings.sort_by_key(|r| r.0);
+            readings.dedup_by_key(|r| r.0);
+        }
+        self
     }
-    Ok(Gathered { keys, series, pairs, models, accepted })
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
 }
 
 /// Steps every (rule, device) through its readings and applies the outcomes, inside `txn`;
 /// whether any alert changed (wake the workers for the deliveries once committed).
-async fn evaluate(state: &AppState, txn: &DatabaseTransaction, g: Gathered, now: DateTime<Utc>) -> Result<bool, DbErr> {
+pub(super) async fn evaluate(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    g: Gathered,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
     // The series rows first: locking them serialises every evaluation of the same readings.
     let mut positions = lock_series(txn, &g.keys, now).await?;
     let judges: HashMap<Uuid, engine::Rule> =
@@ -294,12 +327,14 @@ async fn evaluate(state: &AppState, txn: &DatabaseTransaction, g: Gathered, now:
                 outcome
             })
             .collect();
-        if outcomes.is_empty() {
+        let current = open.remove(&(*rule_id, *device_id));
+        // Nothing fired and no alert is open: nothing to apply (the common case, and `apply`'s
+        // future, which holds its statements', is large to set up for each pair).
+        if current.is_none() && !outcomes.iter().any(|o| matches!(o, Outcome::Fire { .. })) {
             continue;
         }
-        let current = open.remove(&(*rule_id, *device_id));
         let made = changes.entry(model.grower_id).or_default();
-        apply(txn, model, rule, *device_id, current, outcomes, now, made).await?;
+        Box::pin(apply(txn, model, rule, *device_id, current, outcomes, now, made)).await?;
     }
     let mut moved = Vec::new();
     for (at, readings) in g.series.iter().enumerate() {

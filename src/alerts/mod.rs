@@ -5,7 +5,9 @@
 //!
 //! Ingestion only asks [`watched`] which readings some enabled rule looks at (a cached,
 //! in-memory index) and enqueues them, in the batch's own transaction, as one
-//! `evaluate_readings` job per grower. Batches nothing watches cost one cache lookup.
+//! `evaluate_readings` job per grower; on SQLite with the workers in process it hands them to
+//! the evaluator in memory after the commit instead ([`inbox`]). Batches nothing watches cost
+//! one cache lookup.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -25,6 +27,7 @@ pub mod entity;
 pub mod evaluate;
 pub mod fcm;
 mod handlers;
+pub mod inbox;
 mod push_tokens;
 mod rules;
 pub mod webhooks;
@@ -70,6 +73,8 @@ pub struct AlertsState {
     pub webhooks: webhooks::Sender,
     /// SQLite: this process's evaluation runs take turns here (see `evaluate.rs`).
     pub evaluation: tokio::sync::Mutex<EvaluationTurns>,
+    /// SQLite with workers here: committed readings handed to the evaluator (see `inbox.rs`).
+    pub inbox: inbox::Inbox,
 }
 
 /// SQLite: when this process's last evaluation run started, and the claimed evaluations that
@@ -95,6 +100,7 @@ impl AlertsState {
             fcm: config.alerts.fcm.clone().map(fcm::Fcm::new).transpose()?,
             webhooks: webhooks::Sender::new(config.alerts.webhook_allow_private)?,
             evaluation: Default::default(),
+            inbox: Default::default(),
         })
     }
 
@@ -144,9 +150,37 @@ pub async fn rules_of<C: ConnectionTrait>(
     Ok(w)
 }
 
-/// The evaluation jobs for a batch about to be stored: per grower, the readings that an enabled
-/// rule watches. Empty (and no database work once cached) when no rule looks at the batch.
-pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTime<Utc>) -> Result<Vec<NewJob>, DbErr> {
+/// The enabled rules of each grower a piece of work meets, looked up (in the cache) once.
+#[derive(Default)]
+pub(crate) struct RulesByGrower(HashMap<Uuid, Arc<GrowerRules>>);
+
+impl RulesByGrower {
+    pub(crate) async fn of<C: ConnectionTrait>(
+        &mut self,
+        db: &C,
+        state: &AlertsState,
+        grower_id: Uuid,
+    ) -> Result<Arc<GrowerRules>, DbErr> {
+        if let Some(w) = self.0.get(&grower_id) {
+            return Ok(w.clone());
+        }
+        let w = rules_of(db, state, grower_id).await?;
+        self.0.insert(grower_id, w.clone());
+        Ok(w)
+    }
+}
+
+/// What a batch about to be stored needs for its evaluation: per grower, the readings that an
+/// enabled rule watches, as jobs that commit with the batch, or (SQLite, with the evaluator in
+/// this process) as hand-overs for after the commit ([`inbox`]). Empty (and no database work
+/// once cached) when no rule looks at the batch.
+#[derive(Default)]
+pub struct Watched {
+    pub jobs: Vec<NewJob>,
+    pub handed: Vec<inbox::Handed>,
+}
+
+pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTime<Utc>) -> Result<Watched, DbErr> {
     let alerts = &state.alerts;
     let devices: HashSet<Uuid> = readings.iter().map(|r| r.device_id).collect();
     let unknown: Vec<Uuid> = devices.iter().copied().filter(|d| !alerts.device_growers.contains_key(d)).collect();
@@ -162,30 +196,30 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
             alerts.device_growers.insert(d, g);
         }
     }
-    let mut watches: HashMap<Uuid, Arc<GrowerRules>> = HashMap::new();
-    // Per grower: the watched devices, metrics and time range.
+    let in_process = alerts.inbox.is_live();
+    let mut watches = RulesByGrower::default();
+    // Per grower: the watched devices, metrics and time range (jobs), or readings (hand-overs).
     let mut per_grower: HashMap<Uuid, Span<'_>> = HashMap::new();
+    let mut handed: HashMap<Uuid, Vec<Reading>> = HashMap::new();
     for r in readings {
         let Some(grower) = alerts.device_growers.get(&r.device_id) else { continue };
-        let watch = match watches.get(&grower) {
-            Some(w) => w.clone(),
-            None => {
-                let w = rules_of(&state.db, alerts, grower).await?;
-                watches.insert(grower, w.clone());
-                w
-            }
-        };
-        if watch.watches(r.device_id, &r.metric) {
-            let ts = r.ts.timestamp_micros();
-            let e = per_grower.entry(grower).or_insert_with(|| (HashSet::new(), HashSet::new(), ts, ts));
-            e.0.insert(r.device_id);
-            e.1.insert(r.metric.as_str());
-            e.2 = e.2.min(ts);
-            e.3 = e.3.max(ts);
+        let watch = watches.of(&state.db, alerts, grower).await?;
+        if !watch.watches(r.device_id, &r.metric) {
+            continue;
         }
+        if in_process {
+            handed.entry(grower).or_default().push(r.clone());
+            continue;
+        }
+        let ts = r.ts.timestamp_micros();
+        let e = per_grower.entry(grower).or_insert_with(|| (HashSet::new(), HashSet::new(), ts, ts));
+        e.0.insert(r.device_id);
+        e.1.insert(r.metric.as_str());
+        e.2 = e.2.min(ts);
+        e.3 = e.3.max(ts);
     }
     let accepted_at_ms = accepted_at.timestamp_millis();
-    per_grower
+    let jobs = per_grower
         .into_iter()
         .map(|(grower_id, (devices, metrics, from_us, to_us))| {
             let job = evaluate::EvaluateReadings {
@@ -198,7 +232,10 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
             };
             NewJob::of(&job, accepted_at)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let handed =
+        handed.into_iter().map(|(grower_id, readings)| inbox::Handed { grower_id, accepted_at_ms, readings }).collect();
+    Ok(Watched { jobs, handed })
 }
 
 /// The watched part of a batch for one grower: devices, metrics, first and last time (µs).

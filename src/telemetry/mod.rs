@@ -120,18 +120,20 @@ pub async fn ingest(
     mut readings: Vec<store::Reading>,
 ) -> Result<BatchOut, AppError> {
     let total = readings.len() as u64;
-    // Readings some alert rule watches are evaluated by a job that commits with the batch.
-    let jobs = crate::alerts::watched(state, &readings, Utc::now()).await?;
+    // Readings some alert rule watches are evaluated by a job that commits with the batch, or
+    // handed to this process's evaluator once it has committed.
+    let watched = crate::alerts::watched(state, &readings, Utc::now()).await?;
+    let jobs = &watched.jobs;
     // Which readings were new is asked of the database only when someone may be listening.
     let accepted = if state.realtime.watches_readings(&readings) {
         let (accepted, new) =
-            store::insert_marking_new(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
+            store::insert_marking_new(&state.db, &state.telemetry.partitions, &mut readings, jobs).await?;
         let fresh: Vec<store::Reading> =
             readings.iter().zip(new).filter(|(_, new)| *new).map(|(r, _)| r.clone()).collect();
         state.realtime.publish_readings(&fresh);
         accepted
     } else {
-        let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
+        let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings, jobs).await?;
         if accepted > 0 {
             // A subscription made while the batch was stored read its snapshot before this
             // commit, so it must get these readings: publishing after the commit reaches it
@@ -143,6 +145,9 @@ pub async fn ingest(
     };
     if !jobs.is_empty() {
         state.jobs.wake();
+    }
+    if accepted > 0 {
+        state.alerts.inbox.hand_over(state, watched.handed);
     }
     let duplicates = total - accepted;
     state.metrics.telemetry_ingested.get_or_create(&SourceLabels { source }).inc_by(accepted);

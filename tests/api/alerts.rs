@@ -1268,3 +1268,154 @@ async fn a_rule_created_on_one_instance_is_watched_at_once_by_another_through_re
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["status"], "active");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation with the workers running: SQLite hands readings to the evaluator in memory,
+// PostgreSQL through jobs; a restart evaluates what was stored but never evaluated
+// ---------------------------------------------------------------------------------------------
+
+fn is_sqlite(app: &TestApp) -> bool {
+    app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite
+}
+
+/// Polls `GET /alerts` until `done` holds for the grower's alerts (10 s at most).
+async fn alerts_until(app: &TestApp, gh: &Greenhouse, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut last = Vec::new();
+    for _ in 0..200 {
+        last = alerts_of(app, gh).await;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("alerts never reached {what}: {last:?}");
+}
+
+/// The evaluator of an app with workers is live on SQLite (never on PostgreSQL).
+async fn evaluator_started(app: &TestApp) {
+    if !is_sqlite(app) {
+        assert!(!app.state.alerts.inbox.is_live(), "PostgreSQL evaluates through jobs");
+        return;
+    }
+    for _ in 0..200 {
+        if app.state.alerts.inbox.is_live() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the SQLite evaluator never started");
+}
+
+/// Posts one batch (202 asserted); on SQLite, also that it wrote no evaluation job.
+async fn post_watched(app: &TestApp, gh: &Greenhouse, items: Vec<Value>) {
+    let res = post_batch(app, &bearer(&gh.owner), &Value::Array(items)).await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+    if is_sqlite(app) {
+        assert_eq!(queued_jobs(app).await.0, 0, "SQLite hands readings over instead of queueing jobs");
+    }
+}
+
+#[tokio::test]
+async fn with_workers_running_an_alert_opens_repeats_and_resolves_on_its_own() {
+    let app = spawn_app_with(&[], axum::Router::new()).await;
+    evaluator_started(&app).await;
+    let gh = greenhouse(&app).await;
+    let dev = create_device(&app, &gh.owner, gh.grower_id, "sensor").await;
+    let other = create_device(&app, &gh.owner, gh.grower_id, "not watched").await;
+    let rule = new_rule(
+        &app,
+        &gh.owner,
+        json!({"growerId": gh.grower_id, "deviceId": dev.id, "metric": "temp", "kind": "threshold", "op": "gt",
+               "threshold": 50.0, "severity": "warning"}),
+    )
+    .await;
+    let mut rx = watch(&app, gh.grower_id);
+    let t = base();
+    // Only the watched (device, metric) counts: the same values elsewhere open nothing.
+    post_watched(&app, &gh, vec![reading(dev.id, "temp", 70.0, t), reading(other.id, "temp", 90.0, t)]).await;
+    post_watched(&app, &gh, vec![reading(dev.id, "humidity", 90.0, t)]).await;
+    let open = alerts_until(&app, &gh, "one open alert", |a| a.len() == 1).await;
+    assert_eq!(open[0]["ruleId"], rule["id"]);
+    assert_eq!(open[0]["deviceId"], dev.id.to_string());
+    assert_eq!((open[0]["status"].as_str(), open[0]["value"].as_f64()), (Some("active"), Some(70.0)));
+    // A repeat updates it; one resent, already evaluated, is not counted again.
+    post_watched(&app, &gh, vec![reading(dev.id, "temp", 80.0, t + Duration::seconds(1))]).await;
+    post_watched(&app, &gh, vec![reading(dev.id, "temp", 70.0, t)]).await;
+    alerts_until(&app, &gh, "count 2", |a| a.len() == 1 && a[0]["count"] == 2).await;
+    post_watched(&app, &gh, vec![reading(dev.id, "temp", 10.0, t + Duration::seconds(2))]).await;
+    let done = alerts_until(&app, &gh, "resolved", |a| a.len() == 1 && a[0]["status"] == "resolved").await;
+    assert_eq!(done[0]["count"], 2, "{done:?}");
+    let seen = changes(&alert_events(&mut rx, gh.grower_id)).join(",");
+    assert!(seen.starts_with("created,") && seen.ends_with(",resolved"), "events: {seen}");
+}
+
+#[tokio::test]
+async fn readings_stored_but_never_evaluated_are_evaluated_at_the_next_start() {
+    // A batch commits before its readings are evaluated. On SQLite with the workers in the
+    // process they are handed over in memory, so a crash between the two leaves exactly this:
+    // readings stored, nothing queued. (PostgreSQL commits a job row with every batch instead,
+    // and never lets it go without running it: there is no such state to recover from.)
+    let a = app().await;
+    if !is_sqlite(&a) {
+        return;
+    }
+    let gh = greenhouse(&a).await;
+    let dev = create_device(&a, &gh.owner, gh.grower_id, "sensor").await;
+    let other = create_device(&a, &gh.owner, gh.grower_id, "sensor 2").await;
+    let before = a.state.clock.now() - Duration::minutes(10);
+    // History from before the rule existed is not evaluated.
+    send(&a, &gh.owner, vec![reading(other.id, "temp", 99.0, before)]).await;
+    new_rule(
+        &a,
+        &gh.owner,
+        json!({"growerId": gh.grower_id, "metric": "temp", "kind": "threshold", "op": "gt", "threshold": 50.0,
+               "severity": "warning"}),
+    )
+    .await;
+    let t = a.state.clock.now();
+    let lose_evaluations = || async {
+        assert!(queued_jobs(&a).await.0 > 0, "the batch queued its evaluation");
+        job::Entity::delete_many()
+            .filter(job::Column::JobType.eq("evaluate_readings"))
+            .exec(&a.state.db)
+            .await
+            .unwrap();
+    };
+    let batch = json!([reading(dev.id, "temp", 70.0, t), reading(dev.id, "temp", 75.0, t + Duration::seconds(1))]);
+    assert_eq!(post_batch(&a, &bearer(&gh.owner), &batch).await.status(), 202);
+    lose_evaluations().await;
+
+    // A restart: another process on the same database, with workers (stopped again before `a`
+    // writes more, so its workers do not run what `a` queues).
+    let restart = || async {
+        let app = a.spawn_sibling(&[]).await;
+        evaluator_started(&app).await;
+        app
+    };
+    let mut b = restart().await;
+    let open = alerts_until(&b, &gh, "the lost readings evaluated", |x| x.len() == 1 && x[0]["count"] == 2).await;
+    assert_eq!(
+        (open[0]["deviceId"].as_str(), open[0]["value"].as_f64()),
+        (Some(dev.id.to_string().as_str()), Some(75.0))
+    );
+    b.begin_shutdown().await.unwrap().unwrap();
+
+    // Again: one reading newer than the last evaluated (counted), one older (not evaluated: the
+    // series is evaluated in time order), and nothing counted twice by a second start.
+    let batch = json!([
+        reading(dev.id, "temp", 60.0, t - Duration::seconds(5)),
+        reading(dev.id, "temp", 90.0, t + Duration::seconds(2))
+    ]);
+    assert_eq!(post_batch(&a, &bearer(&gh.owner), &batch).await.status(), 202);
+    lose_evaluations().await;
+    let mut c = restart().await;
+    let open = alerts_until(&c, &gh, "count 3", |x| x.len() == 1 && x[0]["count"] == 3).await;
+    assert_eq!(open[0]["value"], 90.0, "{open:?}");
+    c.begin_shutdown().await.unwrap().unwrap();
+    let d = restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let open = alerts_of(&d, &gh).await;
+    assert_eq!((open.len(), &open[0]["count"]), (1, &json!(3)), "{open:?}");
+    let swept = mash::alerts::inbox::sweep(&d.state).await.unwrap();
+    assert_eq!(swept, 0, "nothing is left to evaluate");
+}
