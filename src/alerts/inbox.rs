@@ -123,7 +123,27 @@ pub fn spawn(state: &AppState) -> Option<JoinHandle<()>> {
         return None;
     }
     let state = state.clone();
-    Some(tokio::spawn(async move { run(state).await }))
+    Some(tokio::spawn(async move {
+        // A run that panics must not leave ingestion handing readings to nobody: start over,
+        // with a sweep for what it held.
+        struct AbortOnDrop(JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        loop {
+            // Aborted with this task at shutdown.
+            let mut evaluator = AbortOnDrop(tokio::spawn(run(state.clone())));
+            match (&mut evaluator.0).await {
+                Err(e) if e.is_panic() => {
+                    tracing::error!("the alert evaluator panicked; restarting it");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return,
+            }
+        }
+    }))
 }
 
 /// Live from the start, so nothing committed from now on is missed; then a sweep for what was
