@@ -9,10 +9,10 @@ use std::{collections::HashMap, path::Path};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{
-    SigningKey, VerifyingKey,
+    Signer, SigningKey, VerifyingKey,
     pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, spki::der::pem::LineEnding},
 };
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -41,7 +41,11 @@ struct VerifyKey {
 /// The key ring: one signing key, one or two verifying keys.
 pub struct Keys {
     kid: String,
-    encoding: EncodingKey,
+    /// Kept parsed: a token costs one signature (the generic encoder parses the PKCS#8 key and
+    /// derives its public half again for every token).
+    signing: SigningKey,
+    /// `{"typ":"JWT","alg":"EdDSA","kid":…}`, base64url-encoded once.
+    header: String,
     verifying: HashMap<String, VerifyKey>,
     jwks: JwkSet,
 }
@@ -81,8 +85,6 @@ impl Keys {
     }
 
     fn new(signing: &SigningKey, previous: Option<&VerifyingKey>) -> anyhow::Result<Self> {
-        let der = signing.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
-        let encoding = EncodingKey::from_ed_der(der.as_bytes());
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         let current_jwk = jwk_for(&signing.verifying_key());
@@ -94,7 +96,10 @@ impl Keys {
                 jwks.push(jwk);
             }
         }
-        Ok(Self { kid, encoding, verifying, jwks: JwkSet { keys: jwks } })
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        Ok(Self { kid, signing: signing.clone(), header, verifying, jwks: JwkSet { keys: jwks } })
     }
 
     /// Development keys: read from `dir/jwt-ed25519.pem`, created (mode 0600) when missing.
@@ -119,8 +124,13 @@ impl Keys {
         &self.kid
     }
 
-    pub fn encoding(&self) -> &EncodingKey {
-        &self.encoding
+    /// A compact JWS (EdDSA, this key's `kid`) of `claims`.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        let mut token = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
+        let signature = self.signing.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        Ok(token)
     }
 
     /// The verifying key with this `kid`, if it is one of ours.

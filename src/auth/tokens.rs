@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -37,9 +37,7 @@ pub fn issue(keys: &Keys, user_id: Uuid, session_id: Uuid, role: Role, ttl: Dura
         jti: Uuid::now_v7(),
         iss: ISSUER.to_string(),
     };
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(keys.kid().to_string());
-    Ok(jsonwebtoken::encode(&header, &claims, keys.encoding())?)
+    keys.sign(&claims)
 }
 
 /// Why a token was refused. Every variant is a 401 for the client; the distinction is for logs.
@@ -126,6 +124,28 @@ mod tests {
         let dir2 = tempfile::tempdir().unwrap();
         let stranger = Keys::load_or_create_dev(dir2.path()).unwrap();
         assert_eq!(verify(&stranger, &token), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn tokens_are_what_jsonwebtoken_itself_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_create_dev(dir.path()).unwrap();
+        let claims = AccessClaims {
+            sub: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            role: Role::Customer,
+            iat: 1_700_000_000,
+            exp: 1_700_000_900,
+            jti: Uuid::now_v7(),
+            iss: ISSUER.into(),
+        };
+        let pem = std::fs::read(dir.path().join("jwt-ed25519.pem")).unwrap();
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.kid().to_string());
+        // Ed25519 signatures are deterministic: the same key and message give the same token.
+        let theirs =
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap()).unwrap();
+        assert_eq!(keys.sign(&claims).unwrap(), theirs);
     }
 
     #[test]
