@@ -38,4 +38,24 @@ scenario_run() {
     pct2=$(ratio_pct "$rps" "$tps2")
     md_row "GET /health/ready vs two round trips" "$(fmt_int "$rps") req/s" \
         "pgbench 2× \`SELECT 1\` per transaction: $(fmt_int "$tps2") tps" "${pct2}% (information)" "—"
+
+    # The floor of the stack itself: a bare axum server (no middleware) pinging through an sqlx
+    # pool set up as mash's. What it serves is the most any axum + sqlx server serves here.
+    local floor fport fpid frps flive fpct
+    floor=$(example_bin ready_floor) || return 1
+    fport=$(free_port) || return 1
+    "$floor" "$MASH_PG_URL" "$fport" "${BENCH_DB_MAX_CONNECTIONS:-16}" >"$BENCH_OUT/ready_floor.log" 2>&1 &
+    fpid=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$fport/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+    BENCH_DURATION=2 wrk_run ready_floor-warmup "http://127.0.0.1:$fport/ready" >/dev/null || { kill "$fpid"; return 1; }
+    frps=$(wrk_rps ready_floor "http://127.0.0.1:$fport/ready") || { kill "$fpid"; return 1; }
+    flive=$(wrk_rps ready_floor_live "http://127.0.0.1:$fport/live") || { kill "$fpid"; return 1; }
+    kill "$fpid"; wait "$fpid" 2>/dev/null
+    fpct=$(ratio_pct "$frps" "$tps")
+    bench_log "health_ready: bare axum + sqlx floor $frps req/s ($fpct% of pgbench), bare axum live $flive req/s"
+    md_row "Floor: bare axum + sqlx pool ping, no middleware (\`examples/ready_floor.rs\`)" "$(fmt_int "$frps") req/s" \
+        "pgbench \`SELECT 1\`: $(fmt_int "$tps") tps" "${fpct}% (information: the stack's own ceiling)" "—"
+    md_row "Floor: bare axum, no database" "$(fmt_int "$flive") req/s" "—" "(information)" "—"
+    md_row "GET /health/ready vs the floor" "$(fmt_int "$rps") req/s" "bare axum + sqlx: $(fmt_int "$frps") req/s" \
+        "$(ratio_pct "$rps" "$frps")% (information)" "—"
 }
