@@ -159,6 +159,61 @@ impl Series {
     }
 }
 
+/// The extremes of a run of readings, and of the rates of change between consecutive ones:
+/// enough to tell whether a rule that keeps no state of its own fires anywhere in the run,
+/// without stepping it through every reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Extremes {
+    min: f64,
+    max: f64,
+    /// Per minute, as [`step`] computes it; `None` when no two readings give a rate.
+    rates: Option<(f64, f64)>,
+}
+
+impl Extremes {
+    /// Of `readings` (in time order), after `previous` (the last reading evaluated); `None` for
+    /// no readings.
+    pub fn of(
+        previous: Option<(DateTime<Utc>, f64)>,
+        readings: impl IntoIterator<Item = (DateTime<Utc>, f64)>,
+    ) -> Option<Self> {
+        let mut out: Option<Self> = None;
+        let mut prev = previous;
+        for (ts, v) in readings {
+            let e = out.get_or_insert(Self { min: v, max: v, rates: None });
+            e.min = e.min.min(v);
+            e.max = e.max.max(v);
+            if let Some(rate) = prev.and_then(|(t0, v0)| rate_between(t0, v0, ts, v)) {
+                let (lo, hi) = e.rates.get_or_insert((rate, rate));
+                *lo = lo.min(rate);
+                *hi = hi.max(rate);
+            }
+            prev = Some((ts, v));
+        }
+        out
+    }
+}
+
+/// Change per minute from one reading to the next; `None` unless time moved forward.
+fn rate_between(t0: DateTime<Utc>, v0: f64, ts: DateTime<Utc>, value: f64) -> Option<f64> {
+    let minutes = (ts - t0).num_microseconds()? as f64 / 60e6;
+    (minutes > 0.0).then(|| (value - v0) / minutes)
+}
+
+impl Rule {
+    /// For a rule that keeps no state ([`Rule::keeps_state`] is false): whether stepping it
+    /// through readings with these extremes fires at least once. (Its comparisons are monotone,
+    /// so the extremes decide: `gt` by the largest, `lt` by the smallest, `outside` by both.)
+    pub fn may_fire(&self, e: &Extremes) -> bool {
+        match self.kind {
+            Kind::Stale => false,
+            Kind::Threshold => self.breaches(e.min) || self.breaches(e.max),
+            Kind::Rate => e.rates.is_some_and(|(lo, hi)| self.breaches(lo) || self.breaches(hi)),
+            Kind::Anomaly => true,
+        }
+    }
+}
+
 /// What a firing reading was found to be, from which [`message`] writes the alert's text.
 /// Kept as numbers so that only the reading whose message is stored pays for formatting it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -210,13 +265,9 @@ pub fn step(
             return Outcome::Clear;
         }
         Kind::Threshold => Some((rule.breaches(value), Observed::Value)),
-        Kind::Rate => previous.and_then(|(t0, v0)| {
-            let minutes = (ts - t0).num_microseconds()? as f64 / 60e6;
-            (minutes > 0.0).then(|| {
-                let rate = (value - v0) / minutes;
-                (rule.breaches(rate), Observed::Rate(rate))
-            })
-        }),
+        Kind::Rate => previous
+            .and_then(|(t0, v0)| rate_between(t0, v0, ts, value))
+            .map(|rate| (rule.breaches(rate), Observed::Rate(rate))),
         Kind::Anomaly => {
             let k = rule.threshold.unwrap_or(DEFAULT_K);
             let judged = (st.samples >= rule.warmup).then(|| {
@@ -377,5 +428,50 @@ mod tests {
         assert_eq!(stale(&r, t(0), t(299)), Outcome::Nothing);
         assert!(matches!(stale(&r, t(0), t(300)), Outcome::Fire { value, .. } if value == 300.0));
         assert_eq!(Feed::new().step(&r, t(400), 1.0), Outcome::Clear);
+    }
+
+    #[test]
+    fn extremes_tell_exactly_whether_a_stateless_rule_fires() {
+        // A small deterministic generator: runs of readings with irregular gaps, some of them
+        // at or before the last reading evaluated, against every stateless rule shape.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut rules = Vec::new();
+        for kind in [Kind::Threshold, Kind::Rate, Kind::Stale] {
+            for op in [Op::Gt, Op::Lt, Op::Outside] {
+                let mut r = rule(kind, Some(op), Some(50.0), 0);
+                if op == Op::Outside {
+                    (r.low, r.high) = (Some(10.0), Some(90.0));
+                }
+                rules.push(r);
+            }
+        }
+        let (mut fired, mut quiet) = (0, 0);
+        for _ in 0..2000 {
+            let last = (next() % 3 > 0).then(|| (t(100), (next() % 100) as f64));
+            let mut ts = 90 + (next() % 20) as i64;
+            let readings: Vec<(DateTime<Utc>, f64)> = (0..(next() % 6))
+                .map(|_| {
+                    ts += (next() % 40) as i64 + 1;
+                    (t(ts), (next() % 120) as f64 - 10.0)
+                })
+                .collect();
+            let series = Series { last };
+            let admitted: Vec<_> = readings.iter().copied().filter(|(ts, _)| series.admits(*ts)).collect();
+            let e = Extremes::of(last, admitted.iter().copied());
+            for r in &rules {
+                assert!(!r.keeps_state());
+                let mut feed = Feed { st: State::default(), series: Series { last } };
+                let fires = readings.iter().any(|&(ts, v)| matches!(feed.step(r, ts, v), Outcome::Fire { .. }));
+                assert_eq!(e.is_some_and(|e| r.may_fire(&e)), fires, "{r:?} over {readings:?} after {last:?}");
+                if fires { fired += 1 } else { quiet += 1 }
+            }
+        }
+        assert!(fired > 1000 && quiet > 1000, "both cases are exercised: {fired} fired, {quiet} quiet");
     }
 }

@@ -311,10 +311,26 @@ pub(super) async fn evaluate(
     let mut open = open_alerts(txn, &keys).await?;
     // Per grower, the alert changes made.
     let mut changes: BTreeMap<Uuid, Vec<(Change, alert::Model)>> = BTreeMap::new();
+    // Per series, once: the extremes of its new readings.
+    let mut extremes: Vec<Option<Option<engine::Extremes>>> = vec![None; g.series.len()];
     for ((rule_id, device_id), at) in &g.pairs {
         let Some(rule) = judges.get(rule_id) else { continue };
         let model = &g.models[rule_id];
         let position = positions[*at];
+        let current = open.remove(&(*rule_id, *device_id));
+        // A rule without state of its own and without an open alert only matters if it fires,
+        // which the extremes of the readings tell (most rules, most of the time, do not).
+        if current.is_none() && !rule.keeps_state() {
+            let e = extremes[*at].get_or_insert_with(|| {
+                engine::Extremes::of(
+                    position.last,
+                    g.series[*at].iter().copied().filter(|(ts, _)| position.admits(*ts)),
+                )
+            });
+            if !e.as_ref().is_some_and(|e| rule.may_fire(e)) {
+                continue;
+            }
+        }
         let mut previous = position.last;
         let mut scratch = engine::State::default();
         let st = if rule.keeps_state() { states.entry((*rule_id, *device_id)).or_default() } else { &mut scratch };
@@ -327,7 +343,6 @@ pub(super) async fn evaluate(
                 outcome
             })
             .collect();
-        let current = open.remove(&(*rule_id, *device_id));
         // Nothing fired and no alert is open: nothing to apply (the common case, and `apply`'s
         // future, which holds its statements', is large to set up for each pair).
         if current.is_none() && !outcomes.iter().any(|o| matches!(o, Outcome::Fire { .. })) {
