@@ -246,16 +246,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbErr> {
     if growers.is_empty() {
         return Ok(0);
     }
-    let owners: HashMap<Uuid, Uuid> = device::Entity::find()
-        .select_only()
-        .columns([device::Column::Id, device::Column::GrowerId])
-        .filter(device::Column::GrowerId.is_in(growers))
-        .filter(device::Column::DeletedAt.is_null())
-        .into_tuple::<(Uuid, Uuid)>()
-        .all(&state.db)
-        .await?
-        .into_iter()
-        .collect();
+    let owners = crate::greenhouse::devices::live_growers(&state.db, device::Column::GrowerId.is_in(growers)).await?;
     let evaluated: HashMap<(Uuid, String), DateTime<Utc>> = series_state::Entity::find()
         .all(&state.db)
         .await?

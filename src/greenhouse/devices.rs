@@ -30,6 +30,23 @@ use crate::{
     users::not_blank,
 };
 
+/// The grower of each live (not deleted) device matching `filter`.
+pub async fn live_growers<C: ConnectionTrait>(
+    db: &C,
+    filter: impl sea_orm::sea_query::IntoCondition,
+) -> Result<std::collections::HashMap<Uuid, Uuid>, sea_orm::DbErr> {
+    Ok(device::Entity::find()
+        .select_only()
+        .columns([device::Column::Id, device::Column::GrowerId])
+        .filter(filter)
+        .filter(device::Column::DeletedAt.is_null())
+        .into_tuple::<(Uuid, Uuid)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_device, list_devices))

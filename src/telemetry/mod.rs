@@ -10,7 +10,7 @@ use axum::{
     http::{StatusCode, header, request::Parts},
 };
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::ColumnTrait;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -81,16 +81,8 @@ pub struct BatchOut {
 async fn check_user_may_write(state: &AppState, user: &AuthUser, readings: &[store::Reading]) -> Result<(), AppError> {
     access::require_greenhouses(user)?;
     let ids: HashSet<Uuid> = readings.iter().map(|r| r.device_id).collect();
-    let growers: HashMap<Uuid, Uuid> = device::Entity::find()
-        .select_only()
-        .columns([device::Column::Id, device::Column::GrowerId])
-        .filter(device::Column::Id.is_in(ids.iter().copied()))
-        .filter(device::Column::DeletedAt.is_null())
-        .into_tuple::<(Uuid, Uuid)>()
-        .all(&state.db)
-        .await?
-        .into_iter()
-        .collect();
+    let growers =
+        crate::greenhouse::devices::live_growers(&state.db, device::Column::Id.is_in(ids.iter().copied())).await?;
     let mut writable: HashMap<Uuid, bool> = HashMap::new();
     if !user.is_admin() {
         for grower_id in growers.values().copied().collect::<HashSet<_>>() {
