@@ -1347,7 +1347,16 @@ async fn with_workers_running_an_alert_opens_repeats_and_resolves_on_its_own() {
     post_watched(&app, &gh, vec![reading(dev.id, "temp", 10.0, t + Duration::seconds(2))]).await;
     let done = alerts_until(&app, &gh, "resolved", |a| a.len() == 1 && a[0]["status"] == "resolved").await;
     assert_eq!(done[0]["count"], 2, "{done:?}");
-    let seen = changes(&alert_events(&mut rx, gh.grower_id)).join(",");
+    // The events are published by delivery jobs after the change commits: wait for the last.
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen.extend(alert_events(&mut rx, gh.grower_id));
+        if changes(&seen).last() == Some(&"resolved") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let seen = changes(&seen).join(",");
     assert!(seen.starts_with("created,") && seen.ends_with(",resolved"), "events: {seen}");
 }
 
