@@ -25,7 +25,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sqlx};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -253,15 +253,12 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbErr> {
         .into_iter()
         .filter_map(|s| s.last_ts.map(|t| ((s.device_id, s.metric), t)))
         .collect();
-    let latest: Vec<(Uuid, String, i64)> = sqlx::query_as("SELECT device_id, metric, ts FROM device_state")
-        .fetch_all(state.db.get_sqlite_connection_pool())
-        .await
-        .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+    let latest = crate::telemetry::store::latest_times(&state.db).await?;
     // Per device: its grower, and (metric, read from) per series behind.
     type Series = Vec<(String, DateTime<Utc>)>;
     let mut behind: BTreeMap<Uuid, (Uuid, Series)> = BTreeMap::new();
     let mut rules = RulesByGrower::default();
-    for (device, metric, ts) in latest {
+    for (device, metric, latest) in latest {
         let Some(&grower) = owners.get(&device) else { continue };
         let watch = rules.of(&state.db, &state.alerts, grower).await?;
         let Some(since) = watch
@@ -273,7 +270,6 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbErr> {
         else {
             continue;
         };
-        let latest = DateTime::from_timestamp_micros(ts).unwrap_or_default();
         let last = evaluated.get(&(device, metric.clone())).copied();
         // Readings after the last one evaluated; for a series never evaluated, from `since` on.
         let from = last.unwrap_or(since);
@@ -287,6 +283,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbErr> {
     for chunk in devices.chunks(SWEEP_DEVICES_PER_RUN) {
         let mut g = Gathered::default();
         for (device, (grower, series)) in chunk {
+            let watch = rules.of(&state.db, &state.alerts, *grower).await?;
             for (metric, from) in series {
                 let readings = crate::telemetry::store::readings_between(
                     &state.db,
@@ -297,7 +294,6 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbErr> {
                 )
                 .await?;
                 read += readings.len();
-                let watch = rules.of(&state.db, &state.alerts, *grower).await?;
                 g.add_device(&watch, *device, readings.into_iter().map(|r| (r.metric, r.ts, r.value)));
             }
         }

@@ -31,10 +31,6 @@ use crate::{config::AllowedOrigins, metrics::HttpLabels, state::AppState};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The id of the current request, as echoed in `X-Request-Id` and in every log line.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// Wraps the application router in the whole convention stack.
 pub fn apply(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let cfg = &state.config.http;
@@ -77,7 +73,6 @@ async fn conventions(State(state): State<AppState>, mut req: Request, next: Next
     };
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
-    req.extensions_mut().insert(RequestId(id));
 
     let metrics = &state.metrics;
     metrics.http_in_flight.inc();
@@ -97,13 +92,13 @@ async fn conventions(State(state): State<AppState>, mut req: Request, next: Next
     metrics.http_requests.get_or_create(&labels).inc();
     metrics.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
 
-    let mut res = if status >= 400 { shape_error(res, path.clone(), &id_value) } else { res };
+    let is_docs = path == "/docs" || path.starts_with("/docs/");
+    let mut res = if status >= 400 { shape_error(res, path, &id_value) } else { res };
     let h = res.headers_mut();
     h.insert(X_REQUEST_ID, id_value);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    let is_docs = path == "/docs" || path.starts_with("/docs/");
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(if is_docs { CSP_DOCS } else { CSP_API }));
     h.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
     if let Some(max_age) = state.config.http.hsts_max_age {

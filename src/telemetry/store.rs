@@ -399,6 +399,23 @@ pub async fn readings_between_in<C: sea_orm::ConnectionTrait>(
         .collect()
 }
 
+/// The time of the latest reading of every (device, metric), as `device_state` keeps it.
+pub async fn latest_times(db: &DatabaseConnection) -> Result<Vec<(Uuid, String, DateTime<Utc>)>, DbErr> {
+    const SQL: &str = "SELECT device_id, metric, ts FROM device_state";
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            sqlx::query_as(SQL).fetch_all(db.get_postgres_connection_pool()).await.map_err(db_err)
+        }
+        _ => {
+            let rows = sqlx::query_as::<_, (Uuid, String, i64)>(SQL)
+                .fetch_all(db.get_sqlite_connection_pool())
+                .await
+                .map_err(db_err)?;
+            Ok(rows.into_iter().map(|(d, m, ts)| (d, m, from_micros(ts))).collect())
+        }
+    }
+}
+
 /// The time of the latest reading of `metric` for each of `devices` that has one.
 pub async fn latest_of_metric(
     db: &DatabaseConnection,
