@@ -31,6 +31,8 @@ impl Application {
         // Sessions revoked within one access-token lifetime stay refused after a restart.
         state.auth.revocations.sync_from_db(&state.db, None).await?;
         let router = crate::http::router::build(&state, extra);
+        // Migrations and the router's OpenAPI document leave megabytes of freed heap behind.
+        crate::util::release_freed_memory();
         Ok(Self { listener, router, state })
     }
 

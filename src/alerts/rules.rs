@@ -8,7 +8,9 @@ use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::ExprTrait};
 use serde::{Deserialize, Serialize};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::routes;
 use uuid::Uuid;
 
 use super::{

@@ -7,7 +7,9 @@ use chrono::Utc;
 use garde::Validate;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::Deserialize;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::routes;
 use uuid::Uuid;
 
 use super::{AuthUser, ClientMeta, entity::one_time_token, secrets, sessions::RevokeReason};

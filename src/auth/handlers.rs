@@ -8,7 +8,9 @@ use sea_orm::{
     sea_query::{ExprTrait, OnConflict},
 };
 use serde::{Deserialize, Serialize};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::routes;
 use uuid::Uuid;
 
 use super::{

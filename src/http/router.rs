@@ -62,6 +62,44 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+thread_local! {
+    /// Set while [`openapi`] builds the document: only then does [`routes!`](crate::routes)
+    /// build each operation's documentation.
+    static DOCUMENTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the routers being built are for the OpenAPI document (see [`routes!`](crate::routes)).
+pub fn documenting() -> bool {
+    DOCUMENTING.get()
+}
+
+/// `utoipa_axum::routes!` for routers that are built twice: to serve, with each handler on its
+/// path and methods (read from its `#[utoipa::path]`) and an empty operation, and, while
+/// [`openapi`] runs, in full (operations, parameters, schemas). Building the documentation of
+/// every route takes megabytes of heap and touches most of the code `#[utoipa::path]`
+/// generates; a server that is never asked for `/openapi.json` now never pays for it.
+#[macro_export]
+macro_rules! routes {
+    ($( $($segment:ident)::+ ),+ $(,)?) => {
+        if $crate::http::router::documenting() {
+            ::utoipa_axum::routes!($( $($segment)::+ ),+)
+        } else {
+            let mut paths = ::utoipa::openapi::path::Paths::new();
+            let mut method_router = ::axum::routing::MethodRouter::new();
+            $(
+                let path: String = ::utoipa_axum::routes!(@path [path()] of $($segment)::+);
+                let methods: Vec<::utoipa::openapi::path::HttpMethod> =
+                    ::utoipa_axum::routes!(@path [methods()] of $($segment)::+);
+                method_router = methods.iter().fold(method_router, |router, method| {
+                    router.on(::utoipa_axum::PathItemExt::to_method_filter(method), $($segment)::+)
+                });
+                paths.add_path_operation(&path, methods, ::utoipa::openapi::path::Operation::new());
+            )+
+            (Vec::new(), paths, method_router)
+        }
+    };
+}
+
 /// Every documented route: service endpoints at the root, domain routes under `/api/v1`.
 fn documented() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::<AppState>::new()
@@ -76,24 +114,47 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(crate::alerts::router())
         .merge(crate::jobs::router())
         .merge(crate::realtime::router());
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(crate::health::router())
-        .merge(crate::auth::well_known())
-        .nest(API_PREFIX, api)
+    let root = if documenting() { OpenApiRouter::with_openapi(ApiDoc::openapi()) } else { OpenApiRouter::new() };
+    root.merge(crate::health::router()).merge(crate::auth::well_known()).nest(API_PREFIX, api)
 }
 
 /// The OpenAPI document, for `mash openapi` and `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DOCUMENTING.set(false);
+        }
+    }
+    DOCUMENTING.set(true);
+    let _reset = Reset;
     documented().split_for_parts().1
+}
+
+/// `/openapi.json`: the document, built and serialized at the first request and kept as JSON.
+async fn openapi_json() -> Result<impl axum::response::IntoResponse, AppError> {
+    static SPEC: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let spec = match SPEC.get() {
+        Some(spec) => spec.clone(),
+        None => {
+            let json = tokio::task::spawn_blocking(|| serde_json::to_vec(&openapi()))
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("building the OpenAPI document: {e}")))?
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("serializing the OpenAPI document: {e}")))?;
+            SPEC.get_or_init(|| json.into()).clone()
+        }
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], spec))
 }
 
 /// The whole application router, conventions applied. `extra` is merged under the same stack
 /// (tests use it to mount probe routes; production passes an empty router).
 pub fn build(state: &AppState, extra: Router<AppState>) -> Router {
-    let (routes, api) = documented().split_for_parts();
+    let routes: Router<AppState> = documented().into();
     let router = routes
         .merge(extra)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])))
         .fallback(|| async { AppError::NotFound("no route matches this path".into()) });
     layers::apply(router, state).with_state(state.clone())
 }

@@ -12,7 +12,9 @@ use axum::{
 use chrono::{DateTime, Utc};
 use sea_orm::ColumnTrait;
 use serde::{Deserialize, Serialize};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::routes;
 use uuid::Uuid;
 
 pub mod batch;
