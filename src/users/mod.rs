@@ -77,26 +77,43 @@ impl From<ViewRow> for UserOut {
 }
 
 /// A live (not deleted) user as the API shows it, reading only the columns shown.
+///
+/// The hottest read of the API (`GET /users/me` on every app start and screen): its SQL is
+/// built once per backend by the query builder and reused with the id bound, instead of being
+/// assembled, rendered and dropped again on every request.
 pub async fn find_view<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
+    use sea_orm::FromQueryResult;
+    let row = ViewRow::find_by_statement(view_statement(db.get_database_backend(), id)).one(db).await?;
+    Ok(row.map(UserOut::from))
+}
+
+/// [`find_view`]'s query: the live user `id`, the columns of [`ViewRow`].
+fn view_query(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
     use entity::user::Column;
     use sea_orm::QuerySelect;
-    let row = live_by_id(id)
-        .select_only()
-        .columns([
-            Column::Id,
-            Column::Email,
-            Column::Name,
-            Column::Role,
-            Column::EmailVerified,
-            Column::MfaEnabled,
-            Column::DisabledAt,
-            Column::CreatedAt,
-            Column::UpdatedAt,
-        ])
-        .into_model::<ViewRow>()
-        .one(db)
-        .await?;
-    Ok(row.map(UserOut::from))
+    live_by_id(id).select_only().columns([
+        Column::Id,
+        Column::Email,
+        Column::Name,
+        Column::Role,
+        Column::EmailVerified,
+        Column::MfaEnabled,
+        Column::DisabledAt,
+        Column::CreatedAt,
+        Column::UpdatedAt,
+    ])
+}
+
+/// [`view_query`] as a statement: the SQL rendered once (the id is its only bound value), the
+/// id bound to it.
+fn view_statement(backend: sea_orm::DbBackend, id: Uuid) -> sea_orm::Statement {
+    use sea_orm::QueryTrait;
+    static SQL: std::sync::OnceLock<(sea_orm::DbBackend, String)> = std::sync::OnceLock::new();
+    let render = |backend| view_query(Uuid::nil()).build(backend).sql;
+    let (cached, sql) = SQL.get_or_init(|| (backend, render(backend)));
+    // One process talks to one database; another backend (never in production) renders anew.
+    let sql = if *cached == backend { sql.clone() } else { render(backend) };
+    sea_orm::Statement::from_sql_and_values(backend, sql, [id.into()])
 }
 
 /// Validation rule for names, which are stored trimmed: whitespace alone is no name.
@@ -109,7 +126,7 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// The query for a live (not deleted) user by id, for [`find_live`] and [`find_view`].
+/// The query for a live (not deleted) user by id, for [`find_live`] and [`view_query`].
 fn live_by_id(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null())
@@ -216,6 +233,21 @@ impl NewUser<'_> {
             deleted_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+
+    #[test]
+    fn the_reused_view_statement_is_what_the_query_builder_renders() {
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite, DbBackend::Postgres] {
+            let id = Uuid::now_v7();
+            assert_eq!(view_statement(backend, id), view_query(id).build(backend), "{backend:?}");
         }
     }
 }
