@@ -4,6 +4,12 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr, sqlx};
 
 use crate::http::AppError;
 
+/// A failed query run through an sqlx pool directly (a backend's fast path), as sea-orm would
+/// report it, so [`classify`] treats it alike.
+pub fn query_failed(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(e.into()))
+}
+
 /// See `impl From<DbErr> for AppError`.
 pub fn classify(err: DbErr) -> AppError {
     if let Some(sql) = err.sql_err() {

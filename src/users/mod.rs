@@ -79,12 +79,26 @@ impl From<ViewRow> for UserOut {
 /// A live (not deleted) user as the API shows it, reading only the columns shown.
 ///
 /// The hottest read of the API (`GET /users/me` on every app start and screen): its SQL is
-/// built once per backend by the query builder and reused with the id bound, instead of being
-/// assembled, rendered and dropped again on every request.
-pub async fn find_view<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
-    use sea_orm::FromQueryResult;
-    let row = ViewRow::find_by_statement(view_statement(db.get_database_backend(), id)).one(db).await?;
-    Ok(row.map(UserOut::from))
+/// rendered once per backend by the query builder and reused with the id bound, instead of
+/// being assembled, rendered and dropped again on every request. On PostgreSQL the row is read
+/// through the pool directly, by column position, without sea-orm's per-column lookups by name.
+pub async fn find_view(db: &sea_orm::DatabaseConnection, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
+    use sea_orm::{DbBackend, FromQueryResult, sqlx};
+    // The SQL is rendered from constants by our own query builder; only the id is bound.
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Ok(ViewRow::find_by_statement(view_statement(backend, id)).one(db).await?.map(UserOut::from));
+    }
+    type Columns = (Uuid, String, String, String, bool, bool, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>);
+    let sql = view_sql(backend);
+    let row = sqlx::query_as::<_, Columns>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.get_postgres_connection_pool())
+        .await
+        .map_err(crate::db::error::query_failed)?;
+    Ok(row.map(|(id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at)| {
+        ViewRow { id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at }.into()
+    }))
 }
 
 /// [`find_view`]'s query: the live user `id`, the columns of [`ViewRow`].
@@ -104,16 +118,19 @@ fn view_query(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
     ])
 }
 
-/// [`view_query`] as a statement: the SQL rendered once (the id is its only bound value), the
-/// id bound to it.
-fn view_statement(backend: sea_orm::DbBackend, id: Uuid) -> sea_orm::Statement {
+/// [`view_query`]'s SQL for `backend`, rendered once (the id is its only bound value).
+fn view_sql(backend: sea_orm::DbBackend) -> std::borrow::Cow<'static, str> {
     use sea_orm::QueryTrait;
     static SQL: std::sync::OnceLock<(sea_orm::DbBackend, String)> = std::sync::OnceLock::new();
     let render = |backend| view_query(Uuid::nil()).build(backend).sql;
     let (cached, sql) = SQL.get_or_init(|| (backend, render(backend)));
     // One process talks to one database; another backend (never in production) renders anew.
-    let sql = if *cached == backend { sql.clone() } else { render(backend) };
-    sea_orm::Statement::from_sql_and_values(backend, sql, [id.into()])
+    if *cached == backend { sql.as_str().into() } else { render(backend).into() }
+}
+
+/// [`view_query`] as a statement: the SQL rendered once, the id bound to it.
+fn view_statement(backend: sea_orm::DbBackend, id: Uuid) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(backend, view_sql(backend).into_owned(), [id.into()])
 }
 
 /// Validation rule for names, which are stored trimmed: whitespace alone is no name.

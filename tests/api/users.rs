@@ -46,6 +46,12 @@ async fn me_can_be_read_and_renamed_but_nothing_else() {
     assert_user_clean(&body, PASSWORD);
     let me = json_of(get_authed(&app, "/api/v1/users/me", &a.access).await, 200).await;
     assert_eq!(me["name"], "Grace Hopper");
+    // The read (its own column list and, on PostgreSQL, its own row decoding) shows exactly what
+    // the update returned from the whole row: every field in its place, `updatedAt` now later
+    // than `createdAt`.
+    assert_eq!(me, body);
+    let at = |f: &str| chrono::DateTime::parse_from_rfc3339(me[f].as_str().unwrap()).unwrap();
+    assert!(at("updatedAt") > at("createdAt"), "{me}");
 
     let res = send_json(&app, Method::PATCH, "/api/v1/users/me", &a.access, json!({ "name": "" })).await;
     let body = assert_error(res, 400, "/api/v1/users/me").await;
