@@ -84,12 +84,12 @@ impl From<ViewRow> for UserOut {
 /// through the pool directly, by column position, without sea-orm's per-column lookups by name.
 pub async fn find_view(db: &sea_orm::DatabaseConnection, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
     use sea_orm::{DbBackend, FromQueryResult, sqlx};
-    // The SQL is rendered from constants by our own query builder; only the id is bound.
     let backend = db.get_database_backend();
     if backend != DbBackend::Postgres {
         return Ok(ViewRow::find_by_statement(view_statement(backend, id)).one(db).await?.map(UserOut::from));
     }
     type Columns = (Uuid, String, String, String, bool, bool, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>);
+    // The SQL is rendered from constants by our own query builder; only the id is bound.
     let sql = view_sql(backend);
     let row = sqlx::query_as::<_, Columns>(sqlx::AssertSqlSafe(sql))
         .bind(id)
