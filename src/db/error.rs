@@ -4,10 +4,11 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr, sqlx};
 
 use crate::http::AppError;
 
-/// A failed query run through an sqlx pool directly (a backend's fast path), as sea-orm would
-/// report it, so [`classify`] treats it alike.
-pub fn query_failed(e: sqlx::Error) -> DbErr {
-    DbErr::Query(RuntimeErr::SqlxError(e.into()))
+/// A failed statement run through an sqlx pool directly (a backend's fast path: the telemetry
+/// store, the `/users/me` read), as sea-orm reports its own, so [`classify`] (and
+/// `DbErr::sql_err`, which reads `Exec` and `Query` alike) treats it the same.
+pub fn from_sqlx(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(e.into()))
 }
 
 /// See `impl From<DbErr> for AppError`.

@@ -16,12 +16,12 @@ use std::{collections::HashSet, sync::Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    DatabaseBackend, DatabaseConnection, DbErr, RuntimeErr,
+    DatabaseBackend, DatabaseConnection, DbErr,
     sqlx::{self, AssertSqlSafe, Row},
 };
 use uuid::Uuid;
 
-use crate::jobs::NewJob;
+use crate::{db::error::from_sqlx, jobs::NewJob};
 
 /// One validated reading. `ts` is already truncated to microseconds (both backends keep that).
 #[derive(Debug, Clone, PartialEq)]
@@ -30,10 +30,6 @@ pub struct Reading {
     pub metric: String,
     pub ts: DateTime<Utc>,
     pub value: f64,
-}
-
-fn db_err(e: sqlx::Error) -> DbErr {
-    DbErr::Exec(RuntimeErr::SqlxError(e.into()))
 }
 
 fn from_micros(us: i64) -> DateTime<Utc> {
@@ -215,9 +211,9 @@ async fn insert_pg(
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => {
             partitions.forget();
             partitions.ensure(pool, &days).await?;
-            run().await.map_err(db_err)
+            run().await.map_err(from_sqlx)
         }
-        Err(e) => Err(db_err(e)),
+        Err(e) => Err(from_sqlx(e)),
     }
 }
 
@@ -241,7 +237,7 @@ async fn insert_sqlite(
     let pool = db.get_sqlite_connection_pool();
     let latest = latest_per_key(readings);
     let _gate = crate::db::write_gate(db).await;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
     let tail =
         if returning { " ON CONFLICT DO NOTHING RETURNING device_id, metric, ts" } else { " ON CONFLICT DO NOTHING" };
     let sql = values_sql("INSERT INTO sensor_readings (device_id, metric, ts, value) VALUES ", readings.len(), tail);
@@ -250,18 +246,18 @@ async fn insert_sqlite(
         q = q.bind(r.device_id).bind(r.metric.as_str()).bind(r.ts.timestamp_micros()).bind(r.value);
     }
     let inserted = if returning {
-        let rows = q.fetch_all(&mut *tx).await.map_err(db_err)?;
+        let rows = q.fetch_all(&mut *tx).await.map_err(from_sqlx)?;
         let mut new = HashSet::with_capacity(rows.len());
         for r in &rows {
             new.insert((
-                r.try_get::<Uuid, _>(0).map_err(db_err)?,
-                r.try_get::<String, _>(1).map_err(db_err)?,
-                r.try_get::<i64, _>(2).map_err(db_err)?,
+                r.try_get::<Uuid, _>(0).map_err(from_sqlx)?,
+                r.try_get::<String, _>(1).map_err(from_sqlx)?,
+                r.try_get::<i64, _>(2).map_err(from_sqlx)?,
             ));
         }
         Inserted { count: rows.len() as u64, new: Some(new) }
     } else {
-        Inserted { count: q.execute(&mut *tx).await.map_err(db_err)?.rows_affected(), new: None }
+        Inserted { count: q.execute(&mut *tx).await.map_err(from_sqlx)?.rows_affected(), new: None }
     };
     let sql = values_sql(
         "INSERT INTO device_state (device_id, metric, ts, value) VALUES ",
@@ -273,11 +269,11 @@ async fn insert_sqlite(
     for r in &latest {
         q = q.bind(r.device_id).bind(r.metric.as_str()).bind(r.ts.timestamp_micros()).bind(r.value);
     }
-    q.execute(&mut *tx).await.map_err(db_err)?;
+    q.execute(&mut *tx).await.map_err(from_sqlx)?;
     for job in jobs {
-        job.insert_sqlite(&mut tx).await.map_err(db_err)?;
+        job.insert_sqlite(&mut tx).await.map_err(from_sqlx)?;
     }
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await.map_err(from_sqlx)?;
     Ok(inserted)
 }
 
@@ -290,7 +286,7 @@ pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(Str
                 .bind(device_id)
                 .fetch_all(db.get_postgres_connection_pool())
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
             Ok(rows)
         }
         _ => {
@@ -298,7 +294,7 @@ pub async fn latest(db: &DatabaseConnection, device_id: Uuid) -> Result<Vec<(Str
                 .bind(device_id)
                 .fetch_all(db.get_sqlite_connection_pool())
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
             Ok(rows.into_iter().map(|(m, v, ts)| (m, v, from_micros(ts))).collect())
         }
     }
@@ -336,7 +332,7 @@ pub async fn readings_between(
                 .bind(to.timestamp_micros())
                 .fetch_all(db.get_sqlite_connection_pool())
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
             Ok(rows
                 .into_iter()
                 .map(|(device_id, metric, ts, value)| Reading { device_id, metric, ts: from_micros(ts), value })
@@ -404,13 +400,13 @@ pub async fn latest_times(db: &DatabaseConnection) -> Result<Vec<(Uuid, String, 
     const SQL: &str = "SELECT device_id, metric, ts FROM device_state";
     match db.get_database_backend() {
         DatabaseBackend::Postgres => {
-            sqlx::query_as(SQL).fetch_all(db.get_postgres_connection_pool()).await.map_err(db_err)
+            sqlx::query_as(SQL).fetch_all(db.get_postgres_connection_pool()).await.map_err(from_sqlx)
         }
         _ => {
             let rows = sqlx::query_as::<_, (Uuid, String, i64)>(SQL)
                 .fetch_all(db.get_sqlite_connection_pool())
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
             Ok(rows.into_iter().map(|(d, m, ts)| (d, m, from_micros(ts))).collect())
         }
     }
@@ -433,7 +429,7 @@ pub async fn latest_of_metric(
                 .bind(chunk)
                 .fetch_all(db.get_postgres_connection_pool())
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
                 out.extend(rows);
             }
             _ => {
@@ -445,7 +441,7 @@ pub async fn latest_of_metric(
                 for d in chunk {
                     q = q.bind(*d);
                 }
-                let rows = q.fetch_all(db.get_sqlite_connection_pool()).await.map_err(db_err)?;
+                let rows = q.fetch_all(db.get_sqlite_connection_pool()).await.map_err(from_sqlx)?;
                 out.extend(rows.into_iter().map(|(d, ts)| (d, from_micros(ts))));
             }
         }
@@ -507,7 +503,7 @@ pub async fn buckets(
                 .bind(s.to)
                 .fetch_all(db.get_postgres_connection_pool())
                 .await
-                .map_err(db_err)
+                .map_err(from_sqlx)
         }
         _ => {
             // SQLite: one correlated aggregate per bucket over its primary-key range, the buckets
@@ -536,11 +532,11 @@ pub async fn buckets(
                 .bind(s.to.timestamp_micros())
                 .fetch_all(db.get_sqlite_connection_pool())
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
             rows.iter()
                 .map(|row| Ok((from_micros(row.try_get::<i64, _>(0)?), row.try_get::<f64, _>(1)?)))
                 .collect::<Result<_, sqlx::Error>>()
-                .map_err(db_err)
+                .map_err(from_sqlx)
         }
     }
 }
@@ -566,7 +562,7 @@ pub async fn raw(
         .bind(limit as i64)
         .fetch_all(db.get_postgres_connection_pool())
         .await
-        .map_err(db_err),
+        .map_err(from_sqlx),
         _ => {
             let rows = sqlx::query_as::<_, (i64, f64)>(
                 "SELECT ts, value FROM sensor_readings WHERE device_id = ?1 AND metric = ?2 \
@@ -580,7 +576,7 @@ pub async fn raw(
             .bind(limit as i64)
             .fetch_all(db.get_sqlite_connection_pool())
             .await
-            .map_err(db_err)?;
+            .map_err(from_sqlx)?;
             Ok(rows.into_iter().map(|(ts, v)| (from_micros(ts), v)).collect())
         }
     }
@@ -600,17 +596,17 @@ pub async fn retain(db: &DatabaseConnection, partitions: &Partitions, cutoff: Da
                     // DROP needs an exclusive lock on the parent; waiting for it behind a long
                     // read would queue every insert behind the DROP. Give up quickly instead and
                     // try again at the next round.
-                    let mut tx = pool.begin().await.map_err(db_err)?;
-                    sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *tx).await.map_err(db_err)?;
+                    let mut tx = pool.begin().await.map_err(from_sqlx)?;
+                    sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *tx).await.map_err(from_sqlx)?;
                     let dropped_now =
                         sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}"))).execute(&mut *tx).await;
                     match dropped_now {
-                        Ok(_) => tx.commit().await.map_err(db_err)?,
+                        Ok(_) => tx.commit().await.map_err(from_sqlx)?,
                         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
                             tracing::info!(partition = %name, "partition busy; retention will retry it next round");
                             continue;
                         }
-                        Err(e) => return Err(db_err(e)),
+                        Err(e) => return Err(from_sqlx(e)),
                     }
                     partitions.known.lock().unwrap_or_else(|p| p.into_inner()).remove(&day);
                     dropped.push(name);
@@ -629,7 +625,7 @@ pub async fn retain(db: &DatabaseConnection, partitions: &Partitions, cutoff: Da
                 .bind(cutoff.timestamp_micros())
                 .execute(pool)
                 .await
-                .map_err(db_err)?
+                .map_err(from_sqlx)?
                 .rows_affected();
                 total += n;
                 if n == 0 {
@@ -669,19 +665,19 @@ impl Partitions {
         };
         for day in missing {
             let next = day.succ_opt().ok_or_else(|| DbErr::Custom("date out of range".into()))?;
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin().await.map_err(from_sqlx)?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(PARTITION_LOCK)
                 .execute(&mut *tx)
                 .await
-                .map_err(db_err)?;
+                .map_err(from_sqlx)?;
             let sql = format!(
                 "CREATE TABLE IF NOT EXISTS {} PARTITION OF sensor_readings \
                  FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
                 Self::name(day)
             );
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db_err)?;
-            tx.commit().await.map_err(db_err)?;
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(from_sqlx)?;
+            tx.commit().await.map_err(from_sqlx)?;
             self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(day);
         }
         Ok(())
@@ -697,7 +693,7 @@ impl Partitions {
         )
         .fetch_all(pool)
         .await
-        .map_err(db_err)?;
+        .map_err(from_sqlx)?;
         Ok(names
             .into_iter()
             .filter_map(|n| {

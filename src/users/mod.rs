@@ -95,7 +95,7 @@ pub async fn find_view(db: &sea_orm::DatabaseConnection, id: Uuid) -> Result<Opt
         .bind(id)
         .fetch_optional(db.get_postgres_connection_pool())
         .await
-        .map_err(crate::db::error::query_failed)?;
+        .map_err(crate::db::error::from_sqlx)?;
     Ok(row.map(|(id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at)| {
         ViewRow { id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at }.into()
     }))
