@@ -73,6 +73,16 @@ pub struct Metrics {
     pub realtime_messages_sent: Counter,
     /// Connections closed, by reason.
     pub realtime_disconnects: Family<ReasonLabels, Counter>,
+    /// Point reads answered through batches (`db::batch`), by read.
+    pub db_batched_reads: Family<ReadLabels, Counter>,
+    /// The queries that answered them, by read: reads ÷ queries is the mean batch size.
+    pub db_batch_queries: Family<ReadLabels, Counter>,
+}
+
+/// A batched point read (`user_views`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadLabels {
+    pub read: &'static str,
 }
 
 /// A realtime transport.
@@ -259,7 +269,21 @@ impl Metrics {
             "Realtime connections closed, by reason",
             realtime_disconnects.clone(),
         );
+        let db_batched_reads = Family::<ReadLabels, Counter>::default();
+        registry.register(
+            "db_batched_reads",
+            "Point reads answered through batches, by read",
+            db_batched_reads.clone(),
+        );
+        let db_batch_queries = Family::<ReadLabels, Counter>::default();
+        registry.register(
+            "db_batch_queries",
+            "Queries that answered batched point reads, by read (reads / queries = mean batch size)",
+            db_batch_queries.clone(),
+        );
         Arc::new(Self {
+            db_batched_reads,
+            db_batch_queries,
             realtime_connections,
             realtime_subscriptions,
             realtime_events_published,

@@ -31,6 +31,8 @@ pub struct Inner {
     pub greenhouse: GreenhouseState,
     pub telemetry: TelemetryState,
     pub shop: ShopState,
+    /// Users as the API shows them, read in batches (`GET /users/me`).
+    pub user_views: crate::users::Views,
 }
 
 impl Deref for AppState {
@@ -51,7 +53,9 @@ impl AppState {
         let shop = ShopState::new(&config)?;
         let metrics = Metrics::new();
         let realtime = crate::realtime::Realtime::new(&config, metrics.clone());
+        let user_views = crate::users::views(&db, config.database.max_connections, &metrics);
         Ok(Self(Arc::new(Inner {
+            user_views,
             realtime,
             mailer: mail::Transport::from_config(&config)?,
             clock: Clock::default(),

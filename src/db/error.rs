@@ -13,26 +13,36 @@ pub fn from_sqlx(e: sqlx::Error) -> DbErr {
 
 /// See `impl From<DbErr> for AppError`.
 pub fn classify(err: DbErr) -> AppError {
+    classify_known(&err).unwrap_or_else(|| AppError::Internal(err.into()))
+}
+
+/// [`classify`] for an error several requests share (a failed batched read): the same status
+/// for each; a 500 carries the error's message as its cause.
+pub fn classify_shared(err: &std::sync::Arc<DbErr>) -> AppError {
+    classify_known(err).unwrap_or_else(|| AppError::Internal(anyhow::anyhow!("{err}")))
+}
+
+/// The answer for the errors a client can act on or should retry; `None` for a 500.
+fn classify_known(err: &DbErr) -> Option<AppError> {
     if let Some(sql) = err.sql_err() {
         return match sql {
-            SqlErr::UniqueConstraintViolation(detail) => AppError::Conflict(unique_message(&detail)),
-            SqlErr::ForeignKeyConstraintViolation(_) => {
-                AppError::Conflict("the change refers to a record that does not exist or is still referenced".into())
-            }
-            _ => AppError::Internal(err.into()),
+            SqlErr::UniqueConstraintViolation(detail) => Some(AppError::Conflict(unique_message(&detail))),
+            SqlErr::ForeignKeyConstraintViolation(_) => Some(AppError::Conflict(
+                "the change refers to a record that does not exist or is still referenced".into(),
+            )),
+            _ => None,
         };
     }
-    match &err {
-        DbErr::RecordNotFound(what) => AppError::NotFound(format!("{what} not found")),
-        DbErr::ConnectionAcquire(_) => AppError::Unavailable("database unavailable".into()),
-        DbErr::Conn(_) => AppError::Unavailable("database unavailable".into()),
+    match err {
+        DbErr::RecordNotFound(what) => Some(AppError::NotFound(format!("{what} not found"))),
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Some(AppError::Unavailable("database unavailable".into())),
         DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) if is_nul_text(e) => {
-            AppError::bad_request("text must not contain NUL characters")
+            Some(AppError::bad_request("text must not contain NUL characters"))
         }
         DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) if is_outage(e) => {
-            AppError::Unavailable("database unavailable".into())
+            Some(AppError::Unavailable("database unavailable".into()))
         }
-        _ => AppError::Internal(err.into()),
+        _ => None,
     }
 }
 

@@ -16,6 +16,7 @@ use sea_orm::{
 
 use crate::config::{DatabaseConfig, redact_url};
 
+pub mod batch;
 pub mod error;
 
 /// Opens the pool, retrying with backoff until `connect_wait` has passed.

@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = UserOut), (status = 401)))]
 #[tracing::instrument(skip_all)]
 async fn get_me(State(state): State<AppState>, me: AuthUser) -> Result<Json<UserOut>, AppError> {
-    let me = super::find_view(&state.db, me.user_id).await?;
+    let me = state.user_views.get(me.user_id).await?;
     Ok(Json(me.ok_or_else(super::account_gone)?))
 }
 
@@ -289,7 +289,7 @@ async fn get_user(
     _admin: Authorized<perm::ManageUsers>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<UserOut>, AppError> {
-    Ok(Json(super::find_view(&state.db, id).await?.ok_or_else(|| AppError::NotFound("user not found".into()))?))
+    Ok(Json(state.user_views.get(id).await?.ok_or_else(|| AppError::NotFound("user not found".into()))?))
 }
 
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]

@@ -76,36 +76,83 @@ impl From<ViewRow> for UserOut {
     }
 }
 
-/// A live (not deleted) user as the API shows it, reading only the columns shown.
-///
-/// The hottest read of the API (`GET /users/me` on every app start and screen): its SQL is
-/// rendered once per backend by the query builder and reused with the id bound, instead of
-/// being assembled, rendered and dropped again on every request. On PostgreSQL the row is read
-/// through the pool directly, by column position, without sea-orm's per-column lookups by name.
-pub async fn find_view(db: &sea_orm::DatabaseConnection, id: Uuid) -> Result<Option<UserOut>, sea_orm::DbErr> {
-    use sea_orm::{DbBackend, FromQueryResult, sqlx};
-    let backend = db.get_database_backend();
-    if backend != DbBackend::Postgres {
-        return Ok(ViewRow::find_by_statement(view_statement(backend, id)).one(db).await?.map(UserOut::from));
-    }
-    type Columns = (Uuid, String, String, String, bool, bool, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>);
-    // The SQL is rendered from constants by our own query builder; only the id is bound.
-    let sql = view_sql(backend);
-    let row = sqlx::query_as::<_, Columns>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(db.get_postgres_connection_pool())
-        .await
-        .map_err(crate::db::error::from_sqlx)?;
-    Ok(row.map(|(id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at)| {
-        ViewRow { id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at }.into()
-    }))
+/// Live (not deleted) users as the API shows them, read by id in batches (see
+/// [`crate::db::batch`]): `GET /users/me` runs on every app start and screen, the hottest read
+/// of the API. Concurrent reads share a query, each still answered by one sent after it
+/// arrived; at low load a read goes alone.
+pub type Views = crate::db::batch::Batched<Uuid, UserOut>;
+
+/// The batched view reads over `db`: at most a quarter of its pool (at least one connection)
+/// serves them at once, 64 users a query at most.
+pub fn views(db: &sea_orm::DatabaseConnection, pool_size: u32, metrics: &crate::metrics::Metrics) -> Views {
+    use futures_util::FutureExt;
+    let db = db.clone();
+    let in_flight = (pool_size as usize / 4).max(1);
+    let labels = crate::metrics::ReadLabels { read: "user_views" };
+    let counts = crate::db::batch::Counts {
+        reads: metrics.db_batched_reads.get_or_create(&labels).clone(),
+        queries: metrics.db_batch_queries.get_or_create(&labels).clone(),
+    };
+    let load = std::sync::Arc::new(move |ids| {
+        let db = db.clone();
+        async move { find_views(&db, ids).await }.boxed()
+    });
+    Views::new(in_flight, 64, load, counts)
 }
 
-/// [`find_view`]'s query: the live user `id`, the columns of [`ViewRow`].
-fn view_query(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
+/// The live users among `ids`, as the API shows them, reading only the columns shown.
+///
+/// On PostgreSQL one statement serves every batch size (`id = ANY($1)`, the ids bound as one
+/// array): its SQL is rendered once by the query builder, and the rows are read through the pool
+/// directly, by column position, without sea-orm's per-column lookups by name. SQLite, which has
+/// no arrays, gets `id IN (…)` from the builder.
+async fn find_views(
+    db: &sea_orm::DatabaseConnection,
+    ids: Vec<Uuid>,
+) -> Result<std::collections::HashMap<Uuid, UserOut>, sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, DbBackend, QueryFilter, QueryTrait, sqlx};
+    let backend = db.get_database_backend();
+    let rows: Vec<ViewRow> =
+        if backend == DbBackend::Postgres {
+            type Columns =
+                (Uuid, String, String, String, bool, bool, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>);
+            // Rendered from constants by our own query builder; only the ids are bound.
+            sqlx::query_as::<_, Columns>(sqlx::AssertSqlSafe(view_sql_pg()))
+                .bind(ids)
+                .fetch_all(db.get_postgres_connection_pool())
+                .await
+                .map_err(crate::db::error::from_sqlx)?
+                .into_iter()
+                .map(|(id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at)| {
+                    ViewRow { id, email, name, role, email_verified, mfa_enabled, disabled_at, created_at, updated_at }
+                })
+                .collect()
+        } else {
+            use sea_orm::FromQueryResult;
+            let statement = view_query().filter(entity::user::Column::Id.is_in(ids)).build(backend);
+            ViewRow::find_by_statement(statement).all(db).await?
+        };
+    Ok(rows.into_iter().map(|row| (row.id, UserOut::from(row))).collect())
+}
+
+/// [`find_views`]'s statement on PostgreSQL, rendered once: `id = ANY($1)`.
+fn view_sql_pg() -> &'static str {
+    use sea_orm::{
+        QueryFilter, QueryTrait,
+        sea_query::{Expr, ExprTrait, extension::postgres::PgFunc},
+    };
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let any = Expr::col((entity::user::Entity, entity::user::Column::Id)).eq(PgFunc::any(Expr::cust("$1")));
+        view_query().filter(any).build(sea_orm::DbBackend::Postgres).sql
+    })
+}
+
+/// Live users, the columns of [`ViewRow`]; [`find_views`] adds which ids.
+fn view_query() -> sea_orm::Select<entity::user::Entity> {
     use entity::user::Column;
-    use sea_orm::QuerySelect;
-    live_by_id(id).select_only().columns([
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    entity::user::Entity::find().filter(Column::DeletedAt.is_null()).select_only().columns([
         Column::Id,
         Column::Email,
         Column::Name,
@@ -118,21 +165,6 @@ fn view_query(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
     ])
 }
 
-/// [`view_query`]'s SQL for `backend`, rendered once (the id is its only bound value).
-fn view_sql(backend: sea_orm::DbBackend) -> std::borrow::Cow<'static, str> {
-    use sea_orm::QueryTrait;
-    static SQL: std::sync::OnceLock<(sea_orm::DbBackend, String)> = std::sync::OnceLock::new();
-    let render = |backend| view_query(Uuid::nil()).build(backend).sql;
-    let (cached, sql) = SQL.get_or_init(|| (backend, render(backend)));
-    // One process talks to one database; another backend (never in production) renders anew.
-    if *cached == backend { sql.as_str().into() } else { render(backend).into() }
-}
-
-/// [`view_query`] as a statement: the SQL rendered once, the id bound to it.
-fn view_statement(backend: sea_orm::DbBackend, id: Uuid) -> sea_orm::Statement {
-    sea_orm::Statement::from_sql_and_values(backend, view_sql(backend).into_owned(), [id.into()])
-}
-
 /// Validation rule for names, which are stored trimmed: whitespace alone is no name.
 pub fn not_blank(value: &str, _: &()) -> garde::Result {
     if value.trim().is_empty() { Err(garde::Error::new("must not be blank")) } else { Ok(()) }
@@ -143,7 +175,7 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// The query for a live (not deleted) user by id, for [`find_live`] and [`view_query`].
+/// The query for a live (not deleted) user by id, for [`find_live`].
 fn live_by_id(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null())
@@ -256,15 +288,11 @@ impl NewUser<'_> {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{DbBackend, QueryTrait};
-
-    use super::*;
-
     #[test]
-    fn the_reused_view_statement_is_what_the_query_builder_renders() {
-        for backend in [DbBackend::Postgres, DbBackend::Sqlite, DbBackend::Postgres] {
-            let id = Uuid::now_v7();
-            assert_eq!(view_statement(backend, id), view_query(id).build(backend), "{backend:?}");
-        }
+    fn one_postgres_statement_serves_every_batch() {
+        assert_eq!(
+            super::view_sql_pg(),
+            r#"SELECT "users"."id", "users"."email", "users"."name", "users"."role", "users"."email_verified", "users"."mfa_enabled", "users"."disabled_at", "users"."created_at", "users"."updated_at" FROM "users" WHERE "users"."deleted_at" IS NULL AND "users"."id" = ANY($1)"#
+        );
     }
 }

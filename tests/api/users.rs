@@ -15,7 +15,7 @@ use crate::{
         LOCALHOST, PASSWORD, admin, assert_no_secrets, assert_user_clean, audit_rows, authed, get_authed, json_of,
         jwt_part, login, login_ok, me_status, post_json, register, register_named, user_with_role,
     },
-    helpers::{TestApp, assert_error, spawn_app},
+    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
 };
 
 async fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> reqwest::Response {
@@ -74,6 +74,66 @@ async fn me_can_be_read_and_renamed_but_nothing_else() {
     assert_eq!(row.email, a.email);
 
     assert_error(app.get("/api/v1/users/me").await, 401, "/api/v1/users/me").await;
+}
+
+/// `GET /users/me` reads are batched across requests (`db::batch`): under concurrent load one
+/// query answers many callers. Each must still get exactly its own account, a deleted account
+/// in the same batch must still be refused, and a rename must show on the very next read.
+#[tokio::test]
+async fn concurrent_reads_of_me_each_get_their_own_account() {
+    // A pool of 4: one batch at a time, so concurrent reads queue into shared batches.
+    let app = spawn_app_with(&[("DB_MAX_CONNECTIONS", "4")], axum::Router::new()).await;
+    let (mut accounts, mut names) = (Vec::new(), std::collections::HashMap::new());
+    for i in 0..8 {
+        let name = format!("Batch Reader {i}");
+        let a = register_named(&app, &format!("batch{i}"), &name).await;
+        names.insert(a.id, name);
+        accounts.push(a);
+    }
+    let gone = register(&app, "batchgone").await;
+    user::Entity::update_many()
+        .col_expr(user::Column::DeletedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(user::Column::Id.eq(gone.id))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+
+    let rounds = 6;
+    let (app, mut reads) = (&app, Vec::new());
+    for _ in 0..rounds {
+        for a in accounts.iter().chain([&gone]) {
+            reads.push(async move { (a, get_authed(app, "/api/v1/users/me", &a.access).await) });
+        }
+    }
+    let total = reads.len();
+    for (a, res) in futures_util::future::join_all(reads).await {
+        if a.id == gone.id {
+            assert_error(res, 401, "/api/v1/users/me").await;
+            continue;
+        }
+        let me = json_of(res, 200).await;
+        assert_eq!(
+            (me["id"].as_str(), me["email"].as_str()),
+            (Some(a.id.to_string().as_str()), Some(a.email.as_str()))
+        );
+        assert_eq!(me["name"], names[&a.id], "{me}");
+    }
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let count = |name: &str| -> u64 {
+        let line = format!("{name}{{read=\"user_views\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let (answered, queries) = (count("db_batched_reads_total"), count("db_batch_queries_total"));
+    assert_eq!(answered, total as u64, "{metrics}");
+    assert!(queries < answered, "{total} concurrent reads took {queries} queries");
+
+    // Read-your-writes: a rename is seen by the next read, batched or not.
+    let a = &accounts[0];
+    let res = send_json(app, Method::PATCH, "/api/v1/users/me", &a.access, json!({ "name": "Renamed" })).await;
+    json_of(res, 200).await;
+    let me = json_of(get_authed(app, "/api/v1/users/me", &a.access).await, 200).await;
+    assert_eq!(me["name"], "Renamed");
 }
 
 #[tokio::test]
