@@ -215,6 +215,12 @@ mod tests {
         (load, batches, gate)
     }
 
+    /// `reads.get(key)` in a task of its own (as a request would run it).
+    fn spawn_get(reads: &Batched<u32, u32>, key: u32) -> tokio::task::JoinHandle<Option<u32>> {
+        let reads = reads.clone();
+        tokio::spawn(async move { reads.get(key).await.unwrap() })
+    }
+
     async fn until(what: impl Fn() -> bool) {
         for _ in 0..1000 {
             if what() {
@@ -229,19 +235,10 @@ mod tests {
     async fn reads_waiting_behind_a_running_batch_go_together_in_the_next_one() {
         let (load, batches, gate) = gated();
         let reads = Batched::new(1, 64, load, Counts::default());
-        let first = tokio::spawn({
-            let reads = reads.clone();
-            async move { reads.get(1).await.unwrap() }
-        });
+        let first = spawn_get(&reads, 1);
         until(|| batches.lock().unwrap().len() == 1).await;
         // Key 1 again: it must not take the answer of the batch already on its way.
-        let later: Vec<_> = [2, 1, 2, 500]
-            .into_iter()
-            .map(|k| {
-                let reads = reads.clone();
-                tokio::spawn(async move { reads.get(k).await.unwrap() })
-            })
-            .collect();
+        let later: Vec<_> = [2, 1, 2, 500].into_iter().map(|k| spawn_get(&reads, k)).collect();
         until(|| lock(&reads.shared.state).waiting.len() == 4).await;
         gate.add_permits(2);
         assert_eq!(first.await.unwrap(), Some(10));
@@ -263,13 +260,7 @@ mod tests {
             async move { reads.get(1).await }
         });
         until(|| batches.lock().unwrap().len() == 1).await;
-        let later: Vec<_> = [2, 3]
-            .into_iter()
-            .map(|k| {
-                let reads = reads.clone();
-                tokio::spawn(async move { reads.get(k).await.unwrap() })
-            })
-            .collect();
+        let later: Vec<_> = [2, 3].into_iter().map(|k| spawn_get(&reads, k)).collect();
         until(|| lock(&reads.shared.state).waiting.len() == 2).await;
         // The client of the read holding the only slot goes away mid-query.
         first.abort();
@@ -290,8 +281,7 @@ mod tests {
         let reads = Batched::new(3, 64, load, Counts::default());
         let mut all = Vec::new();
         for k in [1, 2, 3] {
-            let r = reads.clone();
-            all.push(tokio::spawn(async move { r.get(k).await.unwrap() }));
+            all.push(spawn_get(&reads, k));
             // Its query is sent while the earlier ones are still unanswered.
             until(|| batches.lock().unwrap().len() == k as usize).await;
         }
@@ -306,13 +296,7 @@ mod tests {
     async fn a_batch_is_cut_at_its_size_limit() {
         let (load, batches, gate) = gated();
         let reads = Batched::new(1, 2, load, Counts::default());
-        let all: Vec<_> = [1, 2, 3, 4, 5]
-            .into_iter()
-            .map(|k| {
-                let reads = reads.clone();
-                tokio::spawn(async move { reads.get(k).await.unwrap() })
-            })
-            .collect();
+        let all: Vec<_> = [1, 2, 3, 4, 5].into_iter().map(|k| spawn_get(&reads, k)).collect();
         gate.add_permits(10);
         for (read, k) in all.into_iter().zip(1..) {
             assert_eq!(read.await.unwrap(), Some(k * 10));
