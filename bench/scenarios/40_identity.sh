@@ -46,8 +46,10 @@ scenario_run() {
     md_row "users/me p99 latency (median); errors" "$(median_of "${p99s[@]}") ms; $errors" "—" "(information)" "$(met "$errors" le 0)"
     # Concurrent reads share batched queries (src/db/batch.rs); /metrics counts both.
     local reads queries
-    reads=$(curl -s --max-time 10 "$url/metrics" | awk '$1 == "db_batched_reads_total{read=\"user_views\"}" { print $2 }')
-    queries=$(curl -s --max-time 10 "$url/metrics" | awk '$1 == "db_batch_queries_total{read=\"user_views\"}" { print $2 }')
+    read -r reads queries <<<"$(curl -s --max-time 10 "$url/metrics" | awk '
+        $1 == "db_batched_reads_total{read=\"user_views\"}" { r = $2 }
+        $1 == "db_batch_queries_total{read=\"user_views\"}" { q = $2 }
+        END { print r, q }')"
     md_row "users/me reads per query at $BENCH_CONNECTIONS connections (db_batched_reads_total ÷ db_batch_queries_total)" "$(awk -v r="${reads:-0}" -v q="${queries:-0}" 'BEGIN { if (q > 0) printf "%.2f", r / q; else print "?" }') ($(fmt_int "${reads:-0}") reads)" "—" "(information)" "—"
     # One connection: nothing to batch; each read is its own query, as before batching.
     local one_me one_ready

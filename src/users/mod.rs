@@ -151,8 +151,8 @@ fn view_sql_pg() -> &'static str {
 /// Live users, the columns of [`ViewRow`]; [`find_views`] adds which ids.
 fn view_query() -> sea_orm::Select<entity::user::Entity> {
     use entity::user::Column;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-    entity::user::Entity::find().filter(Column::DeletedAt.is_null()).select_only().columns([
+    use sea_orm::QuerySelect;
+    live().select_only().columns([
         Column::Id,
         Column::Email,
         Column::Name,
@@ -175,10 +175,11 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// The query for a live (not deleted) user by id, for [`find_live`].
-fn live_by_id(id: Uuid) -> sea_orm::Select<entity::user::Entity> {
+/// Live (not deleted) users: the one place that says what "live" means, for [`find_live`] and
+/// [`view_query`].
+fn live() -> sea_orm::Select<entity::user::Entity> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    entity::user::Entity::find_by_id(id).filter(entity::user::Column::DeletedAt.is_null())
+    entity::user::Entity::find().filter(entity::user::Column::DeletedAt.is_null())
 }
 
 /// Loads a live (not deleted) user by id.
@@ -186,7 +187,8 @@ pub async fn find_live<C: sea_orm::ConnectionTrait>(
     db: &C,
     id: Uuid,
 ) -> Result<Option<entity::user::Model>, sea_orm::DbErr> {
-    live_by_id(id).one(db).await
+    use sea_orm::{ColumnTrait, QueryFilter};
+    live().filter(entity::user::Column::Id.eq(id)).one(db).await
 }
 
 /// The signed-in caller's row; 401 when the account was deleted since the token was issued.
