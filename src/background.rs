@@ -31,6 +31,5 @@ pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
 pub fn spawn_workers(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = crate::jobs::worker::spawn(state);
     tasks.push(crate::jobs::schedule::spawn(state));
-    tasks.extend(crate::alerts::inbox::spawn(state));
     tasks
 }

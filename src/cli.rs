@@ -76,8 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker(config).await,
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Seed { demo, products, categories } => {
-            let db = crate::db::connect(&config.database).await?;
-            Migrator::up(&db, None).await?;
+            let db = crate::db::Db::new(crate::db::connect(&config.database).await?);
+            Migrator::up(db.conn(), None).await?;
             let shop = crate::seed::DemoShop { products: products as usize, categories: categories as usize };
             let report = crate::seed::run(&config, &db, demo.then_some(shop)).await?;
             for line in report {
@@ -111,7 +111,7 @@ async fn worker(mut config: Config) -> anyhow::Result<()> {
     for task in tasks {
         task.abort();
     }
-    state.db.clone().close().await.ok();
+    state.db.close().await.ok();
     tracing::info!("stopped");
     Ok(())
 }

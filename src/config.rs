@@ -268,9 +268,6 @@ pub struct AlertsConfig {
     pub fcm: Option<FcmConfig>,
     /// Let grower webhooks target loopback and private addresses (tests, closed networks).
     pub webhook_allow_private: bool,
-    /// SQLite: the least time between two rule evaluation runs of one process (each run takes
-    /// on every evaluation queued meanwhile).
-    pub eval_batch: Duration,
 }
 
 /// Catalogue, orders and payments.
@@ -574,12 +571,7 @@ fn alerts_config(env: &Env) -> Result<AlertsConfig, ConfigError> {
                 .ok_or_else(|| bad(var, format!("expected info, warning, critical or off, got {other:?}"))),
         }
     };
-    let eval_batch_ms: u64 = env.parse("ALERT_EVAL_BATCH_MS", 50, "a number of milliseconds")?;
-    if eval_batch_ms > 1000 {
-        return Err(bad("ALERT_EVAL_BATCH_MS", format!("expected 0..=1000, got {eval_batch_ms}")));
-    }
     Ok(AlertsConfig {
-        eval_batch: Duration::from_millis(eval_batch_ms),
         stale_check_every: env.seconds("ALERT_STALE_CHECK_SECS", 30)?,
         rule_cache_ttl: env.seconds("ALERT_RULE_CACHE_SECS", 30)?,
         email_min_severity: severity("ALERT_EMAIL_MIN_SEVERITY", "critical")?,

@@ -234,7 +234,7 @@ pub struct PruneIdempotencyKeys {}
 impl crate::jobs::BackgroundJob for PruneIdempotencyKeys {
     const NAME: &'static str = "prune_idempotency_keys";
 
-    async fn run(&self, state: &crate::state::AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &crate::state::AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
         let pruned = prune(&state.db, state.config.shop.idempotency_ttl).await?;
         if pruned > 0 {
             tracing::info!(pruned, "expired idempotency keys removed");

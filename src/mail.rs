@@ -46,7 +46,7 @@ impl BackgroundJob for SendEmail {
     const MAX_ATTEMPTS: i32 = 10;
     const TIMEOUT: Duration = Duration::from_secs(60);
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, run: crate::jobs::Run) -> anyhow::Result<()> {
         let result = state.mailer.send(&state.config.mail_from, self).await;
         let status = match (&result, &state.mailer) {
             (Ok(()), Transport::Log) => "logged",
@@ -54,7 +54,7 @@ impl BackgroundJob for SendEmail {
             (Err(_), _) => "failed",
         };
         let error = result.as_ref().err().map(|e| format!("{e:#}"));
-        record_delivery(state, self.alert_id, Channel::Email, &self.to, status, error.as_deref()).await;
+        record_delivery(state, run.attempt, self.alert_id, Channel::Email, &self.to, status, error.as_deref()).await;
         result
     }
 }

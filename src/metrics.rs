@@ -57,8 +57,6 @@ pub struct Metrics {
     pub alert_changes: Family<ChangeLabels, Counter>,
     /// From the 202 of the telemetry batch that caused an alert change to its realtime event.
     pub alert_event_latency: Histogram,
-    pub alert_evaluation_backlog: Gauge,
-    pub alert_readings_swept: Counter,
     /// Notification attempts, by channel and status.
     pub notifications: Family<NotificationLabels, Counter>,
     /// Open realtime connections, by transport (`ws`, `sse`).
@@ -227,18 +225,6 @@ impl Metrics {
             "From the 202 of the telemetry batch behind an alert change to its realtime event",
             alert_event_latency.clone(),
         );
-        let alert_evaluation_backlog = Gauge::default();
-        registry.register(
-            "alert_evaluation_backlog",
-            "Readings handed to this process's evaluator and not evaluated yet (SQLite)",
-            alert_evaluation_backlog.clone(),
-        );
-        let alert_readings_swept = Counter::default();
-        registry.register(
-            "alert_readings_swept",
-            "Stored readings evaluated by a sweep after a restart, a failed evaluation or a full inbox (SQLite)",
-            alert_readings_swept.clone(),
-        );
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register("notifications", "Notification attempts, by channel and status", notifications.clone());
         let realtime_connections = Family::<TransportLabels, Gauge>::default();
@@ -300,8 +286,6 @@ impl Metrics {
             job_queue_depth,
             alert_changes,
             alert_event_latency,
-            alert_evaluation_backlog,
-            alert_readings_swept,
             notifications,
             orders_created,
             payment_webhooks,

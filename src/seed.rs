@@ -3,7 +3,7 @@
 //! one demo user per role. Running it twice changes nothing the second time but passwords.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::{
@@ -28,7 +28,7 @@ pub struct DemoShop {
 }
 
 /// Runs the seed; returns one line per account touched. `demo` adds the demo data.
-pub async fn run(config: &Config, db: &DatabaseConnection, demo: Option<DemoShop>) -> anyhow::Result<Vec<String>> {
+pub async fn run(config: &Config, db: &crate::db::Db, demo: Option<DemoShop>) -> anyhow::Result<Vec<String>> {
     let passwords = password::Passwords::new();
     let mut report = Vec::new();
     match (&config.auth.seed_admin_email, &config.auth.seed_admin_password) {
@@ -52,7 +52,7 @@ pub async fn run(config: &Config, db: &DatabaseConnection, demo: Option<DemoShop
 
 /// The demo grower: two chambers, four devices and a day of readings at one per minute, so
 /// history and live state show something at once. Skipped when it exists already.
-async fn demo_greenhouse(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
+async fn demo_greenhouse(db: &crate::db::Db) -> anyhow::Result<Vec<String>> {
     use crate::greenhouse::entity::{chamber, grower, member};
     const NAME: &str = "Demo Greenhouse";
     if grower::Entity::find().filter(grower::Column::Name.eq(NAME)).one(db).await?.is_some() {
@@ -156,7 +156,7 @@ const DEMO_ADJECTIVES: &[&str] =
 /// The demo catalogue: `shop.categories` categories and `shop.products` products with varied
 /// prices and stock (a tenth of them sold out), a third owned by the demo vendor. Skipped when
 /// products exist already. Inserted in chunks, so 100k products take seconds.
-async fn demo_catalogue(db: &DatabaseConnection, shop: DemoShop) -> anyhow::Result<Vec<String>> {
+async fn demo_catalogue(db: &crate::db::Db, shop: DemoShop) -> anyhow::Result<Vec<String>> {
     use sea_orm::PaginatorTrait;
 
     use crate::shop::entity::{category, product};
@@ -232,7 +232,7 @@ fn demo_day(device_id: Uuid, now: chrono::DateTime<Utc>, phase: f64) -> Vec<crat
         .collect()
 }
 
-async fn upsert(db: &DatabaseConnection, email: &str, name: &str, role: Role, pw: &str) -> anyhow::Result<String> {
+async fn upsert(db: &crate::db::Db, email: &str, name: &str, role: Role, pw: &str) -> anyhow::Result<String> {
     let email = normalize_email(email);
     let hash = tokio::task::spawn_blocking({
         let pw = pw.to_owned();

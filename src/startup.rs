@@ -78,7 +78,7 @@ impl Application {
         for task in background {
             task.abort();
         }
-        self.state.db.clone().close().await.ok();
+        self.state.db.close().await.ok();
         tracing::info!("stopped");
         Ok(())
     }

@@ -3,6 +3,8 @@
 use std::{ops::Deref, sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
+
+use crate::db::Db;
 use tokio::sync::OnceCell;
 
 use crate::{
@@ -16,7 +18,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
-    pub db: DatabaseConnection,
+    /// The pool, and SQLite's write gate.
+    pub db: Db,
     pub redis: Option<Redis>,
     pub metrics: Arc<Metrics>,
     pub auth: AuthState,
@@ -44,6 +47,10 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, db: DatabaseConnection) -> anyhow::Result<Self> {
+        // Every outbound TLS client of the process (SMTP, FCM, OIDC, webhooks, Stripe, MQTT)
+        // uses the one provider rustls is built with here; installed before any is made.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let db = Db::new(db);
         let redis = match &config.redis_url {
             Some(url) => Some(Redis::new(url.expose())?),
             None => None,

@@ -30,11 +30,6 @@ use crate::{
     users::entity::user,
 };
 
-tokio::task_local! {
-    /// The attempt number of the job being run, for the delivery log.
-    pub static ATTEMPT: i32;
-}
-
 /// A notification channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -59,6 +54,7 @@ impl Channel {
 /// delivered notification into a retried one).
 pub async fn record_delivery(
     state: &AppState,
+    attempt: i32,
     alert_id: Option<Uuid>,
     channel: Channel,
     target: &str,
@@ -72,7 +68,7 @@ pub async fn record_delivery(
         target: Set(target.chars().take(512).collect()),
         status: Set(status.into()),
         error: Set(error.map(|e| e.chars().take(2000).collect())),
-        attempt: Set(ATTEMPT.try_with(|a| *a).unwrap_or(1)),
+        attempt: Set(attempt),
         created_at: Set(state.clock.now()),
     };
     if let Err(e) = delivery::Entity::insert(row).exec_without_returning(&state.db).await {
@@ -208,7 +204,7 @@ impl BackgroundJob for PublishAlertEvents {
     const PRIORITY: i16 = 20;
     const TIMEOUT: Duration = Duration::from_secs(10);
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, run: jobs::Run) -> anyhow::Result<()> {
         let path = format!("/alerts/{}", self.grower_id);
         for e in &self.events {
             state.realtime.publish(&path, None, &serde_json::json!({"change": e.change, "alert": e.alert}));
@@ -218,7 +214,7 @@ impl BackgroundJob for PublishAlertEvents {
             state.metrics.alert_event_latency.observe(elapsed);
         }
         for e in &self.events {
-            record_delivery(state, Some(e.alert.id), Channel::Realtime, &path, "sent", None).await;
+            record_delivery(state, run.attempt, Some(e.alert.id), Channel::Realtime, &path, "sent", None).await;
         }
         Ok(())
     }
@@ -237,11 +233,12 @@ impl BackgroundJob for SendPush {
     const MAX_ATTEMPTS: i32 = 6;
     const TIMEOUT: Duration = Duration::from_secs(30);
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, run: jobs::Run) -> anyhow::Result<()> {
         let target = format!("push_token:{}", self.token_id);
         let Some(fcm) = &state.alerts.fcm else {
             record_delivery(
                 state,
+                run.attempt,
                 Some(self.alert_id),
                 Channel::Push,
                 &target,
@@ -258,21 +255,22 @@ impl BackgroundJob for SendPush {
         match fcm.send(&token.token, &message).await {
             Ok(name) => {
                 tracing::debug!(fcm_message = %name, "push sent");
-                record_delivery(state, Some(a.id), Channel::Push, &target, "sent", None).await;
+                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "sent", None).await;
                 Ok(())
             }
             Err(FcmError::Unregistered(why)) => {
                 // FCM says this token will never work again: forget it.
                 push_token::Entity::delete_by_id(token.id).exec(&state.db).await?;
-                record_delivery(state, Some(a.id), Channel::Push, &target, "unregistered", Some(&why)).await;
+                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "unregistered", Some(&why))
+                    .await;
                 Ok(())
             }
             Err(FcmError::Rejected(why)) => {
-                record_delivery(state, Some(a.id), Channel::Push, &target, "failed", Some(&why)).await;
+                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "failed", Some(&why)).await;
                 Err(Permanent(why).into())
             }
             Err(FcmError::Transient(why)) => {
-                record_delivery(state, Some(a.id), Channel::Push, &target, "failed", Some(&why)).await;
+                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "failed", Some(&why)).await;
                 Err(anyhow::anyhow!(why))
             }
         }
@@ -295,7 +293,7 @@ impl BackgroundJob for DeliverWebhook {
     const MAX_ATTEMPTS: i32 = 8;
     const TIMEOUT: Duration = Duration::from_secs(30);
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, run: jobs::Run) -> anyhow::Result<()> {
         let Some(hook) = webhook::Entity::find_by_id(self.grower_id).one(&state.db).await? else { return Ok(()) };
         if !hook.enabled {
             return Ok(());
@@ -304,11 +302,21 @@ impl BackgroundJob for DeliverWebhook {
         let result = state.alerts.webhooks.post(&hook.url, &secret, self.event_id, &self.body, state.clock.now()).await;
         match result {
             Ok(()) => {
-                record_delivery(state, Some(self.alert_id), Channel::Webhook, &hook.url, "sent", None).await;
+                record_delivery(state, run.attempt, Some(self.alert_id), Channel::Webhook, &hook.url, "sent", None)
+                    .await;
                 Ok(())
             }
             Err(why) => {
-                record_delivery(state, Some(self.alert_id), Channel::Webhook, &hook.url, "failed", Some(&why)).await;
+                record_delivery(
+                    state,
+                    run.attempt,
+                    Some(self.alert_id),
+                    Channel::Webhook,
+                    &hook.url,
+                    "failed",
+                    Some(&why),
+                )
+                .await;
                 Err(anyhow::anyhow!(why))
             }
         }

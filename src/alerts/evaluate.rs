@@ -6,15 +6,15 @@
 //! readings it already saw.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -57,80 +57,32 @@ impl BackgroundJob for EvaluateReadings {
     /// one state write per (rule, device) for all of them, instead of one each. The jobs taken
     /// are removed in that transaction, so they are done exactly when it commits.
     ///
-    /// - PostgreSQL: runs go on in parallel; each locks the queued evaluations it takes
-    ///   (`SKIP LOCKED`) and reads their readings inside its transaction.
-    /// - SQLite: every transaction is a turn at the single write lock and an fsync, so one run at
-    ///   a time per process, at most one per `ALERT_EVAL_BATCH_MS`, takes everything queued
-    ///   (and the evaluations this process has claimed and not started), reading the readings
-    ///   before it queues for the write lock. A run whose job an earlier run took ends at once.
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
-        if crate::db::backend(&state.db) == DatabaseBackend::Sqlite {
-            return self.run_sqlite(state).await;
-        }
-        let txn = crate::db::begin_write(&state.db).await?;
+    /// The readings are read before the write transaction starts (on SQLite, before this run
+    /// queues for the write lock): each job committed with its readings, which never change.
+    /// Whatever another run evaluates meanwhile is skipped here, because the transaction reads
+    /// each series' position (the last reading evaluated) under its lock.
+    async fn run(&self, state: &AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
         let now = state.clock.now();
         let mut batch = vec![self.clone()];
-        let locked = crate::jobs::queue::lock_due(&txn, Self::NAME, now, TAKE_QUEUED).await?;
-        let taken = parse_taken(locked, &mut batch);
-        crate::jobs::queue::remove_taken(&txn, &taken.iter().map(|t| t.0).collect::<Vec<_>>(), None).await?;
-        let gathered = gather(Reader::Txn(&txn), state, &batch).await?;
-        let changed = evaluate(state, &txn, gathered, now).await?;
-        txn.commit().await?;
-        finished(state, &taken, now);
-        if changed {
-            state.jobs.wake();
-        }
-        Ok(())
-    }
-}
-
-impl EvaluateReadings {
-    async fn run_sqlite(&self, state: &AppState) -> anyhow::Result<()> {
-        let mut turn = state.alerts.evaluation.lock().await;
-        if let Some(me) = crate::jobs::current()
-            && turn.taken.remove(&me)
-        {
-            return Ok(());
-        }
-        if let Some(last) = turn.last_start {
-            tokio::time::sleep_until((last + state.config.alerts.eval_batch).into()).await;
-        }
-        turn.last_start = Some(std::time::Instant::now());
-        let now = state.clock.now();
-        let worker = state.jobs.worker_id.as_str();
-        let mut batch = vec![self.clone()];
-        let mut found = crate::jobs::queue::lock_due(&state.db, Self::NAME, now, TAKE_QUEUED_SQLITE).await?;
-        let claimed: Vec<_> = crate::jobs::queue::claimed_by(&state.db, Self::NAME, worker)
-            .await?
-            .into_iter()
-            .filter(|j| Some(j.id) != crate::jobs::current())
-            .collect();
-        let claimed_ids: HashSet<Uuid> = claimed.iter().map(|j| j.id).collect();
-        found.extend(claimed);
-        let candidates = parse_taken(found, &mut batch);
-        // Read while other writers have the lock; whatever another process claims meanwhile is
-        // evaluated here all the same (harmless: a reading is evaluated once per (rule, device)).
-        let gathered = gather(Reader::Pool(&state.db), state, &batch).await?;
-        let _gate = crate::db::write_gate(&state.db).await;
-        let txn = crate::db::begin_write(&state.db).await?;
+        let queued = crate::jobs::queue::due(&state.db, Self::NAME, now, TAKE_QUEUED).await?;
+        let candidates = parse_taken(queued, &mut batch);
+        let gathered = gather(state, &batch).await?;
+        let txn = state.db.begin_write().await?;
         let ids: Vec<Uuid> = candidates.iter().map(|t| t.0).collect();
-        let removed = crate::jobs::queue::remove_taken(&txn, &ids, Some(worker)).await?;
+        let removed = crate::jobs::queue::remove_taken(&txn, &ids).await?;
         let changed = evaluate(state, &txn, gathered, now).await?;
         txn.commit().await?;
+        let taken: Vec<(Uuid, DateTime<Utc>)> = candidates.into_iter().filter(|t| removed.contains(&t.0)).collect();
+        finished(state, &taken, now);
         if changed {
             state.jobs.wake();
         }
-        let taken: Vec<(Uuid, DateTime<Utc>)> = candidates.into_iter().filter(|t| removed.contains(&t.0)).collect();
-        // This process's claimed runs among them need not run again.
-        turn.taken.extend(removed.into_iter().filter(|id| claimed_ids.contains(id)));
-        finished(state, &taken, now);
         Ok(())
     }
 }
 
-/// How many queued evaluations one run takes on besides its own (PostgreSQL; SQLite).
-const TAKE_QUEUED: u64 = 63;
-const TAKE_QUEUED_SQLITE: u64 = 511;
+/// How many queued evaluations one run takes on besides its own.
+const TAKE_QUEUED: u64 = 255;
 
 /// Keeps the jobs whose arguments parse (adding them to `batch`) as (id, due time). A payload
 /// that does not parse is left to fail as its own job (and be dead-lettered).
@@ -160,7 +112,7 @@ fn finished(state: &AppState, taken: &[(Uuid, DateTime<Utc>)], now: DateTime<Utc
 /// them each (rule, device) steps through; with the rules and the earliest acceptance of each
 /// device's batches.
 #[derive(Default)]
-pub(super) struct Gathered {
+struct Gathered {
     /// The (device, metric) of each series.
     keys: Vec<(Uuid, String)>,
     series: Vec<Vec<(DateTime<Utc>, f64)>>,
@@ -169,38 +121,7 @@ pub(super) struct Gathered {
     accepted: HashMap<Uuid, i64>,
 }
 
-/// Where an evaluation reads: the pool (SQLite, before it queues for the write lock) or its
-/// transaction (PostgreSQL).
-#[derive(Clone, Copy)]
-enum Reader<'a> {
-    Pool(&'a sea_orm::DatabaseConnection),
-    Txn(&'a DatabaseTransaction),
-}
-
-impl Reader<'_> {
-    async fn rules(self, state: &AppState, grower_id: Uuid) -> Result<std::sync::Arc<super::GrowerRules>, DbErr> {
-        match self {
-            Reader::Pool(db) => super::rules_of(db, &state.alerts, grower_id).await,
-            Reader::Txn(txn) => super::rules_of(txn, &state.alerts, grower_id).await,
-        }
-    }
-
-    async fn readings(
-        self,
-        device: Uuid,
-        metrics: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<crate::telemetry::store::Reading>, DbErr> {
-        use crate::telemetry::store;
-        match self {
-            Reader::Pool(db) => store::readings_between(db, &[device], metrics, from, to).await,
-            Reader::Txn(txn) => store::readings_between_in(txn, &[device], metrics, from, to).await,
-        }
-    }
-}
-
-async fn gather(reader: Reader<'_>, state: &AppState, batch: &[EvaluateReadings]) -> Result<Gathered, DbErr> {
+async fn gather(state: &AppState, batch: &[EvaluateReadings]) -> Result<Gathered, DbErr> {
     // Per device: its grower, the metrics and the time span of its batches (consecutive
     // batches of a device become one read).
     let mut spans: BTreeMap<Uuid, (Uuid, Vec<String>, i64, i64)> = BTreeMap::new();
@@ -219,13 +140,13 @@ async fn gather(reader: Reader<'_>, state: &AppState, batch: &[EvaluateReadings]
         }
     }
     for (device, (grower, metrics, from_us, to_us)) in spans {
-        let grower_rules = reader.rules(state, grower).await?;
+        let grower_rules = super::rules_of(&state.db, &state.alerts, grower).await?;
         if !grower_rules.rules.iter().any(|r| metrics.contains(&r.metric) && r.device_id.is_none_or(|d| d == device)) {
             continue;
         }
         let from = DateTime::from_timestamp_micros(from_us).unwrap_or_default();
         let to = DateTime::from_timestamp_micros(to_us).unwrap_or_default();
-        let readings = reader.readings(device, &metrics, from, to).await?;
+        let readings = crate::telemetry::store::readings_between(&state.db, &[device], &metrics, from, to).await?;
         g.add_device(&grower_rules, device, readings.into_iter().map(|r| (r.metric, r.ts, r.value)));
     }
     Ok(g.finish())
@@ -233,14 +154,14 @@ async fn gather(reader: Reader<'_>, state: &AppState, batch: &[EvaluateReadings]
 
 impl Gathered {
     /// The batch behind `device`'s readings was accepted at `ms`: the earliest one counts.
-    pub(super) fn accepted_at(&mut self, device: Uuid, ms: i64) {
+    fn accepted_at(&mut self, device: Uuid, ms: i64) {
         let at = self.accepted.entry(device).or_insert(ms);
         *at = Ord::min(*at, ms);
     }
 
     /// Adds one device's readings (in any order) of the metrics `rules` watch on it: a series
     /// per (device, metric), stepped through by each (rule, device) that watches it.
-    pub(super) fn add_device(
+    fn add_device(
         &mut self,
         rules: &super::GrowerRules,
         device: Uuid,
@@ -278,27 +199,18 @@ impl Gathered {
     }
 
     /// Puts each series in time order, one reading per time (the first of equal ones).
-    pub(super) fn finish(mut self) -> Self {
+    fn finish(mut self) -> Self {
         for readings in &mut self.series {
             readings.sort_by_key(|r| r.0);
             readings.dedup_by_key(|r| r.0);
         }
         self
     }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
 }
 
 /// Steps every (rule, device) through its readings and applies the outcomes, inside `txn`;
 /// whether any alert changed (wake the workers for the deliveries once committed).
-pub(super) async fn evaluate(
-    state: &AppState,
-    txn: &DatabaseTransaction,
-    g: Gathered,
-    now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
+async fn evaluate(state: &AppState, txn: &DatabaseTransaction, g: Gathered, now: DateTime<Utc>) -> Result<bool, DbErr> {
     // The series rows first: locking them serialises every evaluation of the same readings.
     let mut positions = lock_series(txn, &g.keys, now).await?;
     let judges: HashMap<Uuid, engine::Rule> =
@@ -380,7 +292,7 @@ impl BackgroundJob for CheckStale {
     const NAME: &'static str = "check_stale";
     const TIMEOUT: Duration = Duration::from_secs(120);
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
         let rules = rule::Entity::find()
             .filter(rule::Column::Kind.eq(Kind::Stale.as_str()))
             .filter(rule::Column::Enabled.eq(true))
@@ -421,8 +333,7 @@ async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Resu
     if stale.is_empty() {
         return Ok(());
     }
-    let _gate = crate::db::write_gate(&state.db).await;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let keys: Vec<(Uuid, Uuid)> = stale.iter().map(|(d, _)| (model.id, *d)).collect();
     let series: Vec<(Uuid, String)> = stale.iter().map(|(d, _)| (*d, model.metric.clone())).collect();
     let positions = lock_series(&txn, &series, now).await?;
@@ -495,15 +406,12 @@ async fn select_series(
         let mut metrics: Vec<&str> = chunk.iter().map(|k| k.1.as_str()).collect();
         metrics.sort_unstable();
         metrics.dedup();
-        let mut query = series_state::Entity::find()
+        let query = series_state::Entity::find()
             .filter(series_state::Column::DeviceId.is_in(devices))
             .filter(series_state::Column::Metric.is_in(metrics))
             .order_by_asc(series_state::Column::DeviceId)
             .order_by_asc(series_state::Column::Metric);
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            query = query.lock_exclusive();
-        }
-        for s in query.all(txn).await? {
+        for s in crate::db::for_update(query).all(txn).await? {
             let key = (s.device_id, s.metric);
             if wanted.contains(&key) {
                 out.insert(key, engine::Series { last: s.last_ts.zip(s.last_value) });
@@ -588,14 +496,16 @@ async fn select_states(
     let mut out = HashMap::new();
     for chunk in keys.chunks(500) {
         let wanted: std::collections::HashSet<&Pair> = chunk.iter().collect();
-        let mut query = rule_state::Entity::find()
+        let query = rule_state::Entity::find()
             .filter(pair_condition(chunk, rule_state::Column::RuleId, rule_state::Column::DeviceId))
             .order_by_asc(rule_state::Column::RuleId)
             .order_by_asc(rule_state::Column::DeviceId);
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            query = query.lock_exclusive();
-        }
-        for s in query.all(txn).await?.into_iter().filter(|s| wanted.contains(&(s.rule_id, s.device_id))) {
+        for s in crate::db::for_update(query)
+            .all(txn)
+            .await?
+            .into_iter()
+            .filter(|s| wanted.contains(&(s.rule_id, s.device_id)))
+        {
             out.insert(
                 (s.rule_id, s.device_id),
                 engine::State { breach_since: s.breach_since, mean: s.mean, variance: s.variance, samples: s.samples },

@@ -121,7 +121,7 @@ async fn ack_alert(
 ) -> Result<Json<AlertOut>, AppError> {
     let a = visible_alert(&state, &user, id, Need::Write).await?;
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let moved = alert::Entity::update_many()
         .col_expr(alert::Column::Status, Expr::value(alert::ACKNOWLEDGED))
         .col_expr(alert::Column::AcknowledgedAt, Expr::value(Some(now)))
@@ -159,7 +159,7 @@ async fn resolve_alert(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AlertOut>, AppError> {
     let a = visible_alert(&state, &user, id, Need::Write).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let Some(done) = super::evaluate::resolve(&txn, &a, Some(user.user_id), state.clock.now()).await? else {
         return Err(AppError::Conflict("the alert is already resolved".into()));
     };

@@ -5,9 +5,8 @@
 //!
 //! Ingestion only asks [`watched`] which readings some enabled rule looks at (a cached,
 //! in-memory index) and enqueues them, in the batch's own transaction, as one
-//! `evaluate_readings` job per grower; on SQLite with the workers in process it hands them to
-//! the evaluator in memory after the commit instead ([`inbox`]). Batches nothing watches cost
-//! one cache lookup.
+//! `evaluate_readings` job per grower, on both databases. Batches nothing watches cost one
+//! cache lookup.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,7 +26,6 @@ pub mod entity;
 pub mod evaluate;
 pub mod fcm;
 mod handlers;
-pub mod inbox;
 mod push_tokens;
 mod rules;
 pub mod webhooks;
@@ -71,18 +69,6 @@ pub struct AlertsState {
     device_growers: moka::sync::Cache<Uuid, Uuid>,
     pub fcm: Option<fcm::Fcm>,
     pub webhooks: webhooks::Sender,
-    /// SQLite: this process's evaluation runs take turns here (see `evaluate.rs`).
-    pub evaluation: tokio::sync::Mutex<EvaluationTurns>,
-    /// SQLite with workers here: committed readings handed to the evaluator (see `inbox.rs`).
-    pub inbox: inbox::Inbox,
-}
-
-/// SQLite: when this process's last evaluation run started, and the claimed evaluations that
-/// a run took on (their own runs end at once).
-#[derive(Default)]
-pub struct EvaluationTurns {
-    pub last_start: Option<std::time::Instant>,
-    pub taken: HashSet<Uuid>,
 }
 
 impl AlertsState {
@@ -99,8 +85,6 @@ impl AlertsState {
             generation: std::sync::atomic::AtomicU64::new(0),
             fcm: config.alerts.fcm.clone().map(fcm::Fcm::new).transpose()?,
             webhooks: webhooks::Sender::new(config.alerts.webhook_allow_private)?,
-            evaluation: Default::default(),
-            inbox: Default::default(),
         })
     }
 
@@ -170,17 +154,10 @@ impl RulesByGrower {
     }
 }
 
-/// What a batch about to be stored needs for its evaluation: per grower, the readings that an
-/// enabled rule watches, as jobs that commit with the batch, or (SQLite, with the evaluator in
-/// this process) as hand-overs for after the commit ([`inbox`]). Empty (and no database work
-/// once cached) when no rule looks at the batch.
-#[derive(Default)]
-pub struct Watched {
-    pub jobs: Vec<NewJob>,
-    pub handed: Vec<inbox::Handed>,
-}
-
-pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTime<Utc>) -> Result<Watched, DbErr> {
+/// The evaluation jobs a batch about to be stored needs: per grower, one `evaluate_readings`
+/// job naming the devices, metrics and time range of the readings its enabled rules watch,
+/// to commit with the batch. Empty (and no database work once cached) when no rule looks at it.
+pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTime<Utc>) -> Result<Vec<NewJob>, DbErr> {
     let alerts = &state.alerts;
     let devices: HashSet<Uuid> = readings.iter().map(|r| r.device_id).collect();
     let unknown: Vec<Uuid> = devices.iter().copied().filter(|d| !alerts.device_growers.contains_key(d)).collect();
@@ -196,19 +173,12 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
             alerts.device_growers.insert(d, g);
         }
     }
-    let in_process = alerts.inbox.is_live();
     let mut watches = RulesByGrower::default();
-    // Per grower: the watched devices, metrics and time range (jobs), or readings (hand-overs).
     let mut per_grower: HashMap<Uuid, Span<'_>> = HashMap::new();
-    let mut handed: HashMap<Uuid, Vec<Reading>> = HashMap::new();
     for r in readings {
         let Some(grower) = alerts.device_growers.get(&r.device_id) else { continue };
         let watch = watches.of(&state.db, alerts, grower).await?;
         if !watch.watches(r.device_id, &r.metric) {
-            continue;
-        }
-        if in_process {
-            handed.entry(grower).or_default().push(r.clone());
             continue;
         }
         let ts = r.ts.timestamp_micros();
@@ -219,7 +189,7 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
         e.3 = e.3.max(ts);
     }
     let accepted_at_ms = accepted_at.timestamp_millis();
-    let jobs = per_grower
+    per_grower
         .into_iter()
         .map(|(grower_id, (devices, metrics, from_us, to_us))| {
             let job = evaluate::EvaluateReadings {
@@ -232,10 +202,7 @@ pub async fn watched(state: &AppState, readings: &[Reading], accepted_at: DateTi
             };
             NewJob::of(&job, accepted_at)
         })
-        .collect::<Result<_, _>>()?;
-    let handed =
-        handed.into_iter().map(|(grower_id, readings)| inbox::Handed { grower_id, accepted_at_ms, readings }).collect();
-    Ok(Watched { jobs, handed })
+        .collect()
 }
 
 /// The watched part of a batch for one grower: devices, metrics, first and last time (µs).

@@ -77,7 +77,7 @@ async fn register(
         return Err(AppError::invalid_field("token", "must be 1 to 4096 printable characters"));
     }
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let existing = push_token::Entity::find().filter(push_token::Column::Token.eq(token)).one(&txn).await?;
     push_token::Entity::insert(push_token::ActiveModel {
         id: Set(existing.as_ref().map_or_else(Uuid::now_v7, |t| t.id)),

@@ -276,7 +276,7 @@ async fn create_rule(
     };
     validate(&r)?;
     check_device(&state, r.grower_id, r.device_id).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     rule::Entity::insert(r.clone().into_active_model()).exec_without_returning(&txn).await?;
     audit::record(
         &txn,
@@ -420,7 +420,7 @@ async fn update_rule(
     r.updated_at = now;
     let redefined =
         engine::Rule::from_model(&r) != engine::Rule::from_model(&before) || r.device_id != before.device_id;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     // Every field written (`into_active_model` alone marks them unchanged and writes nothing),
     // except those a PATCH never changes.
     let mut active = sea_orm::ActiveModelTrait::reset_all(r.clone().into_active_model());
@@ -456,7 +456,7 @@ async fn delete_rule(
 ) -> Result<StatusCode, AppError> {
     let r = visible_rule(&state, &user, id, Need::Write).await?;
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let gone = rule::Entity::update_many()
         .col_expr(rule::Column::DeletedAt, sea_orm::sea_query::Expr::value(Some(now)))
         .col_expr(rule::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))

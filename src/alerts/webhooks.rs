@@ -220,7 +220,7 @@ async fn put_webhook(
     access::grower(&state.db, &user, id, Need::Manage).await?;
     let url = state.alerts.webhooks.check_url(input.url.trim()).map_err(|m| AppError::invalid_field("url", m))?;
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let existing = webhook::Entity::find_by_id(id).one(&txn).await?;
     let new_secret = (existing.is_none() || input.rotate_secret == Some(true))
         .then(|| format!("whsec_{}", crate::auth::secrets::random_token()));
@@ -295,7 +295,7 @@ async fn delete_webhook(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
     access::grower(&state.db, &user, id, Need::Manage).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let gone = webhook::Entity::delete_by_id(id).exec(&txn).await?.rows_affected;
     if gone == 0 {
         return Err(AppError::NotFound("this grower has no alert webhook".into()));

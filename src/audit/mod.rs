@@ -59,7 +59,7 @@ pub async fn record<C: ConnectionTrait>(db: &C, entry: Entry) -> Result<Uuid, se
 }
 
 /// The insert that [`record`] runs, for writing the entry together with other rows
-/// ([`crate::db::insert_together`]); with the new entry's id.
+/// ([`crate::db::Db::insert_together`]); with the new entry's id.
 pub fn insert(entry: Entry) -> (Uuid, sea_orm::sea_query::InsertStatement) {
     use sea_orm::QueryTrait;
     let id = Uuid::now_v7();

@@ -149,7 +149,7 @@ async fn forgot(
         .one(&state.db)
         .await?;
     if let Some(u) = found {
-        let txn = crate::db::begin_write(&state.db).await?;
+        let txn = state.db.begin_write().await?;
         issue(&txn, &state, &u, Purpose::PasswordReset).await?;
         audit::record(
             &txn,
@@ -182,7 +182,7 @@ async fn reset(
 ) -> Result<StatusCode, AppError> {
     state.auth.passwords.check_policy("newPassword", &input.new_password)?;
     let hash = state.auth.passwords.hash(&input.new_password).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let user_id = consume(&txn, &input.token, Purpose::PasswordReset).await?;
     crate::users::replace_password(
         &state,
@@ -217,7 +217,7 @@ async fn verify_email(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<VerifyEmailIn>>,
 ) -> Result<StatusCode, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let user_id = consume(&txn, &input.token, Purpose::EmailVerify).await?;
     user::Entity::update_many()
         .col_expr(user::Column::EmailVerified, Expr::value(true))
@@ -245,7 +245,7 @@ async fn resend_verification(
     if u.email_verified {
         return Err(AppError::Conflict("email address already verified".into()));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     issue(&txn, &state, &u, Purpose::EmailVerify).await?;
     txn.commit().await?;
     state.jobs.wake();

@@ -104,7 +104,7 @@ async fn register(
         external: None,
     }
     .into_active(id);
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     // ON CONFLICT DO NOTHING: a duplicate email is a clean 409, never a race between check and insert.
     let inserted = user::Entity::insert(row)
         .on_conflict(OnConflict::column(user::Column::Email).do_nothing().to_owned())
@@ -236,7 +236,7 @@ async fn logout(
     else {
         return Err(AppError::Unauthorized("invalid refresh token".into()));
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let ids = sessions::revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::Logout).await?;
     audit::record(&txn, Entry::new("auth.logout").by(Some(rt.user_id)).on("session", rt.session_id).client(&client))
         .await?;
@@ -321,7 +321,7 @@ async fn delete_session(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     // Scoped to the caller: another user's session id is simply not found.
     let ids = sessions::revoke_where(
         &txn,

@@ -259,7 +259,7 @@ async fn activate(
     };
     let codes: Vec<String> = (0..BACKUP_CODES).map(|_| secrets::backup_code()).collect();
     let now = Utc::now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let updated = user::Entity::update_many()
         .col_expr(user::Column::MfaEnabled, Expr::value(true))
         .col_expr(user::Column::TotpSecretEnc, Expr::value(pending))
@@ -302,7 +302,7 @@ async fn disable(
     if !u.mfa_enabled {
         return Err(AppError::Conflict("MFA is not enabled".into()));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if !accept_code(&txn, &state.auth.mfa, &u, &input.code).await? {
         return Err(AppError::invalid_field("code", "is not a valid code"));
     }
@@ -366,7 +366,7 @@ async fn verify(
     }
     let redis = state.redis.as_ref();
     state.auth.abuse.check_account(redis, &u.email).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if !accept_code(&txn, &state.auth.mfa, &u, &input.code).await? {
         txn.rollback().await?;
         audit::record(

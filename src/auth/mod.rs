@@ -37,8 +37,6 @@ pub struct AuthState {
 
 impl AuthState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        // One TLS stack for every outbound client (OIDC, SMTP, later FCM and Stripe): ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let keys = match (&config.auth.jwt_private_key, config.environment) {
             (Some(pem), _) => {
                 keys::Keys::from_pem(pem.expose(), config.auth.jwt_previous_key.as_ref().map(|k| k.expose()))?

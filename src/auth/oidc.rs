@@ -186,7 +186,7 @@ async fn link_or_create(
         return Ok(u);
     }
     let email = claims.email.as_deref().map(normalize_email).filter(|e| e.contains('@'));
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if let Some(email) = &email {
         let existing = user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(&txn).await?;
         if let Some(existing) = existing {

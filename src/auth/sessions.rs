@@ -180,7 +180,7 @@ pub async fn start(
             .details(serde_json::json!({ "method": how }))
             .client(client),
     );
-    crate::db::insert_together(&state.db, vec![session, refresh_row, audit_row]).await?;
+    state.db.insert_together(vec![session, refresh_row, audit_row]).await?;
     pair(state, u.id, session_id, role, refresh)
 }
 
@@ -215,7 +215,7 @@ pub async fn refresh(state: &AppState, presented: &str, client: &ClientMeta) -> 
     }
     let role = role_of(&u)?;
 
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     // Conditional update: of two concurrent uses of one token, exactly one wins.
     let claimed = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
@@ -245,7 +245,7 @@ pub async fn refresh(state: &AppState, presented: &str, client: &ClientMeta) -> 
 async fn reuse_detected(state: &AppState, rt: &refresh_token::Model, client: &ClientMeta) -> AppError {
     tracing::warn!(session_id = %rt.session_id, user_id = %rt.user_id, "refresh token reuse: revoking the session");
     let result = async {
-        let txn = crate::db::begin_write(&state.db).await?;
+        let txn = state.db.begin_write().await?;
         let ids = revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::RefreshReuse).await?;
         audit::record(
             &txn,

@@ -18,6 +18,9 @@ use crate::config::{DatabaseConfig, redact_url};
 
 pub mod batch;
 pub mod error;
+mod owner;
+
+pub use owner::{Db, WriteTxn, for_share, for_update};
 
 /// Opens the pool, retrying with backoff until `connect_wait` has passed.
 ///
@@ -127,76 +130,6 @@ fn sqlite_options(cfg: &DatabaseConfig) -> Result<SqliteConnectOptions, sqlx::Er
 /// answered `ReadyForQuery`), the cheapest exchange that proves the server answers.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
     db.ping().await
-}
-
-/// This process's turn at an SQLite database's single write lock, for the busiest writers
-/// (telemetry batches, rule evaluations, job claims and completions); `None` on PostgreSQL.
-///
-/// SQLite lets one writer in at a time, and a connection that finds the lock taken waits in
-/// its busy handler, which *sleeps* (1, 2, 5 … 100 ms) between tries: under load the lock sits
-/// free while the waiters sleep, and the longer a transaction, the worse. Queueing here first
-/// (a FIFO async mutex per database file, shared by every pool of the process) hands the lock
-/// from one writer to the next at once. Take it *before* the connection and hold it until the
-/// commit. Writers in other processes, and the rarer writers that do not queue here, still
-/// meet the busy handler as before.
-pub async fn write_gate(db: &DatabaseConnection) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-    use std::{
-        collections::HashMap,
-        path::PathBuf,
-        sync::{Arc, LazyLock, Mutex},
-    };
-    type Gates = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
-    static GATES: LazyLock<Gates> = LazyLock::new(Default::default);
-    if backend(db) != DatabaseBackend::Sqlite {
-        return None;
-    }
-    let file = db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf();
-    let gate = GATES.lock().unwrap_or_else(|e| e.into_inner()).entry(file).or_default().clone();
-    Some(gate.lock_owned().await)
-}
-
-/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: it takes the write
-/// lock up front (waiting up to `busy_timeout`), instead of starting as a reader and failing
-/// with `SQLITE_BUSY` when it later tries to write while another connection holds the lock.
-/// On PostgreSQL it is a plain `BEGIN`.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
-    let sqlite_mode = (backend(db) == DatabaseBackend::Sqlite).then_some(SqliteTransactionMode::Immediate);
-    db.begin_with_options(TransactionOptions { sqlite_transaction_mode: sqlite_mode, ..Default::default() }).await
-}
-
-/// Runs `inserts` as one unit: all of their rows are written, or none.
-///
-/// On PostgreSQL this is one statement: the first inserts are data-modifying CTEs of the last
-/// (`WITH w0 AS (INSERT …), w1 AS (INSERT …) INSERT …`), so one round trip and an implicit
-/// commit instead of `BEGIN`, one per insert and `COMMIT`. Foreign keys between them hold, as
-/// PostgreSQL checks them at the end of the statement. SQLite cannot write in a CTE, so there
-/// they run in one `IMMEDIATE` transaction. The inserts must not depend on each other's results.
-pub async fn insert_together(
-    db: &DatabaseConnection,
-    inserts: Vec<sea_orm::sea_query::InsertStatement>,
-) -> Result<(), sea_orm::DbErr> {
-    use sea_orm::{
-        ConnectionTrait,
-        sea_query::{CommonTableExpression, WithClause},
-    };
-    if backend(db) != DatabaseBackend::Postgres {
-        let txn = begin_write(db).await?;
-        for insert in &inserts {
-            txn.execute(insert).await?;
-        }
-        return txn.commit().await;
-    }
-    let mut inserts = inserts;
-    let Some(mut last) = inserts.pop() else { return Ok(()) };
-    if !inserts.is_empty() {
-        let mut with = WithClause::new();
-        for (i, insert) in inserts.into_iter().enumerate() {
-            with.cte(CommonTableExpression::new().query(insert).table_name(format!("w{i}")).to_owned());
-        }
-        last.with_cte(with);
-    }
-    db.execute(&last).await.map(drop)
 }
 
 /// The backend behind a connection, for the few places that pick a backend-specific statement.

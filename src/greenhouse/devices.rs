@@ -198,7 +198,7 @@ async fn create_device(
     client: ClientMeta,
     Valid(Json(input)): Valid<Json<DeviceIn>>,
 ) -> Result<(StatusCode, Json<DeviceWithToken>), AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     access::grower(&txn, &me, input.grower_id, Need::Manage).await?;
     check_chamber(&txn, input.grower_id, input.chamber_id).await?;
     let token = device_auth::issue();
@@ -339,7 +339,7 @@ async fn patch_device(
     Path(id): Path<Uuid>,
     Valid(Json(input)): Valid<Json<DevicePatch>>,
 ) -> Result<Json<DeviceOut>, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let d = access::device(&txn, &me, id, Need::Manage).await?;
     let grower_id = d.grower_id;
     let mut active: device::ActiveModel = d.into();
@@ -373,7 +373,7 @@ async fn delete_device(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let d = access::device(&txn, &me, id, Need::Manage).await?;
     let now = Utc::now();
     device::Entity::update_many()
@@ -406,7 +406,7 @@ async fn rotate_token(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<Json<DeviceWithToken>, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let d = access::device(&txn, &me, id, Need::Manage).await?;
     let token = device_auth::issue();
     let now = Utc::now();
@@ -544,15 +544,14 @@ async fn put_desired(
 ) -> Result<Json<DesiredOut>, AppError> {
     let (desired, if_version) = desired_body(body)?;
     let desired = Value::Object(desired);
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     access::device(&txn, &me, id, Need::Write).await?;
-    // Writers queue on the row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises), so a
-    // write without `ifVersion` always applies on top of the latest version, never 409s.
-    let mut read = device::Entity::find_by_id(id);
-    if crate::db::backend(&state.db) == sea_orm::DatabaseBackend::Postgres {
-        read = read.lock_exclusive();
-    }
-    let d = read.one(&txn).await?.ok_or_else(|| AppError::NotFound("device not found".into()))?;
+    // Writers queue on the row, so a write without `ifVersion` always applies on top of the
+    // latest version, never 409s.
+    let d = crate::db::for_update(device::Entity::find_by_id(id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("device not found".into()))?;
     if let Some(expected) = if_version
         && expected != d.desired_version
     {

@@ -70,7 +70,7 @@ async fn create_grower(
     Valid(Json(input)): Valid<Json<GrowerIn>>,
 ) -> Result<(StatusCode, Json<GrowerOut>), AppError> {
     let now = Utc::now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let g = grower::ActiveModel {
         id: Set(Uuid::now_v7()),
         name: Set(input.name.trim().to_string()),
@@ -152,7 +152,7 @@ async fn patch_grower(
     Path(id): Path<Uuid>,
     Valid(Json(input)): Valid<Json<GrowerIn>>,
 ) -> Result<Json<GrowerOut>, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let standing = access::grower(&txn, &me, id, Need::Manage).await?;
     let g =
         grower::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| AppError::NotFound("grower not found".into()))?;
@@ -232,10 +232,8 @@ async fn keep_an_owner<C: sea_orm::ConnectionTrait>(
         return Ok(());
     }
     // Two owners demoting or removing each other at once must not both see the other as the
-    // remaining owner: they queue on the grower's row (SQLite's BEGIN IMMEDIATE already does).
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        grower::Entity::find_by_id(grower_id).lock_exclusive().one(db).await?;
-    }
+    // remaining owner: they queue on the grower's row.
+    crate::db::for_update(grower::Entity::find_by_id(grower_id)).one(db).await?;
     let other_owners = member::Entity::find()
         .filter(member::Column::GrowerId.eq(grower_id))
         .filter(member::Column::Role.eq(MemberRole::Owner.as_str()))
@@ -262,7 +260,7 @@ async fn add_member(
     Path(id): Path<Uuid>,
     Valid(Json(input)): Valid<Json<MemberIn>>,
 ) -> Result<(StatusCode, Json<MemberOut>), AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     access::grower(&txn, &me, id, Need::Manage).await?;
     let u = crate::users::find_live(&txn, input.user_id)
         .await?
@@ -331,7 +329,7 @@ async fn patch_member(
     Path((id, user_id)): Path<(Uuid, Uuid)>,
     Valid(Json(input)): Valid<Json<MemberPatch>>,
 ) -> Result<Json<MemberOut>, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     access::grower(&txn, &me, id, Need::Manage).await?;
     let m = member::Entity::find_by_id((id, user_id))
         .one(&txn)
@@ -368,7 +366,7 @@ async fn remove_member(
     client: ClientMeta,
     Path((id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     access::grower(&txn, &me, id, Need::Manage).await?;
     let m = member::Entity::find_by_id((id, user_id))
         .one(&txn)

@@ -126,7 +126,7 @@ async fn retry_job(
     Path(id): Path<Uuid>,
 ) -> Result<axum::http::StatusCode, AppError> {
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let moved = entity::Entity::update_many()
         .col_expr(Column::Status, Expr::value(QUEUED))
         .col_expr(Column::Attempts, Expr::value(0))

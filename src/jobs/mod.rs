@@ -49,17 +49,15 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
     const TIMEOUT: Duration = Duration::from_secs(60);
 
     /// Does the work. Must be safe to run again after a failure or a crash part-way.
-    fn run(&self, state: &AppState) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn run(&self, state: &AppState, run: Run) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-tokio::task_local! {
-    /// The id of the job whose `run` the workers are executing.
-    pub static CURRENT: Uuid;
-}
-
-/// The id of the job being run by this task, when a worker runs it.
-pub fn current() -> Option<Uuid> {
-    CURRENT.try_with(|id| *id).ok()
+/// Which run of which job a [`BackgroundJob::run`] is: given by the worker that claimed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub id: Uuid,
+    /// 1 for the first run, counting every claim.
+    pub attempt: i32,
 }
 
 /// An error after which retrying cannot help (bad arguments, a target that no longer exists):
@@ -80,35 +78,42 @@ pub async fn enqueue_at<C: ConnectionTrait, J: BackgroundJob>(
     run_at: DateTime<Utc>,
 ) -> Result<Uuid, DbErr> {
     let row = NewJob::of(job, run_at)?;
-    let id = row.id;
+    insert(db, std::slice::from_ref(&row)).await?;
+    Ok(row.id)
+}
+
+/// Inserts job rows, inside the caller's transaction when `db` is one: the one place that
+/// writes new rows into `background_jobs`. On PostgreSQL it also sends `NOTIFY mash_jobs`,
+/// delivered at commit (or now, outside a transaction) to every listening instance.
+pub async fn insert<C: ConnectionTrait>(db: &C, jobs: &[NewJob]) -> Result<(), DbErr> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let now = Utc::now();
-    entity::Entity::insert(entity::ActiveModel {
-        id: Set(row.id),
-        job_type: Set(row.job_type.to_string()),
-        payload: Set(row.payload),
-        priority: Set(row.priority),
+    let rows = jobs.iter().map(|j| entity::ActiveModel {
+        id: Set(j.id),
+        job_type: Set(j.job_type.to_string()),
+        payload: Set(j.payload.clone()),
+        priority: Set(j.priority),
         status: Set(entity::QUEUED.to_string()),
         attempts: Set(0),
-        max_attempts: Set(row.max_attempts),
-        run_at: Set(row.run_at),
+        max_attempts: Set(j.max_attempts),
+        run_at: Set(j.run_at),
         locked_until: Set(None),
         locked_by: Set(None),
         last_error: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
+    });
+    entity::Entity::insert_many(rows).exec_without_returning(db).await?;
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        // Delivered at commit (or now, outside a transaction) to every listening instance.
         db.execute_unprepared(&format!("NOTIFY {CHANNEL}")).await?;
     }
-    Ok(id)
+    Ok(())
 }
 
-/// A job row about to be inserted, for the few writers that insert through sqlx directly
-/// (telemetry's batch path: on PostgreSQL inside the batch's one statement, see
-/// `telemetry::store`; on SQLite in the batch's transaction).
+/// A job row about to be inserted: made where the job is decided (an evaluation for a
+/// telemetry batch), inserted with [`insert`] in the transaction it belongs to.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: Uuid,
@@ -130,26 +135,6 @@ impl NewJob {
             run_at,
         })
     }
-
-    /// The insert, with `$1`..`$7` placeholders (SQLite takes them as `?1`..`?7`).
-    pub const INSERT_SQL: &'static str = "INSERT INTO background_jobs (id, job_type, payload, priority, status, \
-         attempts, max_attempts, run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)";
-
-    /// Inserts on an SQLite connection (inside the caller's sqlx transaction).
-    pub async fn insert_sqlite(&self, conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
-        use sea_orm::sqlx;
-        sqlx::query(Self::INSERT_SQL)
-            .bind(self.id)
-            .bind(self.job_type)
-            .bind(self.payload.to_string())
-            .bind(self.priority)
-            .bind(self.max_attempts)
-            .bind(self.run_at)
-            .bind(Utc::now())
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    }
 }
 
 /// A job that does nothing: the queue's own cost, for the benchmark and for operators checking
@@ -160,7 +145,7 @@ pub struct Noop {}
 impl BackgroundJob for Noop {
     const NAME: &'static str = "noop";
 
-    async fn run(&self, _state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, _state: &AppState, _run: Run) -> anyhow::Result<()> {
         Ok(())
     }
 }

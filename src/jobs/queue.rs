@@ -82,12 +82,11 @@ pub async fn claim_leased<C: ConnectionTrait>(
     Ok(jobs)
 }
 
-/// Locks up to `limit` due, queued jobs of one type for a caller that will do their work in
-/// its own transaction `db` and [`remove_taken`] them there: its commit completes them, its
-/// rollback leaves them queued. PostgreSQL skips rows that a claim or another caller holds. On
-/// SQLite there is no row lock: inside a write transaction nobody else writes; outside one it
-/// only reads, and [`remove_taken`] says later which of them were still there.
-pub async fn lock_due<C: ConnectionTrait>(
+/// Up to `limit` due, queued jobs of one type, for a run that does their work too (in its own
+/// transaction, which [`remove_taken`] them): a read that locks nothing. Between this read and
+/// that removal another worker may claim some of them; [`remove_taken`] says which were still
+/// queued, and only those are done by the run.
+pub async fn due<C: ConnectionTrait>(
     db: &C,
     job_type: &str,
     now: DateTime<Utc>,
@@ -101,34 +100,18 @@ pub async fn lock_due<C: ConnectionTrait>(
         .order_by_desc(Column::Priority)
         .order_by_asc(Column::RunAt)
         .limit(limit)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .all(db)
         .await
 }
 
-/// The jobs of one type that `worker` (this process) has claimed and not finished.
-pub async fn claimed_by<C: ConnectionTrait>(db: &C, job_type: &str, worker: &str) -> Result<Vec<entity::Model>, DbErr> {
-    entity::Entity::find()
-        .filter(Column::Status.eq(RUNNING))
-        .filter(Column::JobType.eq(job_type))
-        .filter(Column::LockedBy.eq(worker))
-        .all(db)
-        .await
-}
-
-/// Removes, inside the caller's transaction, the jobs among `ids` that are still queued or,
-/// with `worker`, claimed by it; returns the ids removed.
-pub async fn remove_taken<C: ConnectionTrait>(db: &C, ids: &[Uuid], worker: Option<&str>) -> Result<Vec<Uuid>, DbErr> {
+/// Removes, inside the caller's transaction, the jobs among `ids` that are still queued;
+/// returns the ids removed. The caller's commit completes them, its rollback leaves them queued.
+pub async fn remove_taken<C: ConnectionTrait>(db: &C, ids: &[Uuid]) -> Result<Vec<Uuid>, DbErr> {
     let mut removed = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let mut which = sea_orm::Condition::any().add(Column::Status.eq(QUEUED));
-        if let Some(worker) = worker {
-            which =
-                which.add(sea_orm::Condition::all().add(Column::Status.eq(RUNNING)).add(Column::LockedBy.eq(worker)));
-        }
         let gone = entity::Entity::delete_many()
             .filter(Column::Id.is_in(chunk.iter().copied()))
-            .filter(which)
+            .filter(Column::Status.eq(QUEUED))
             .exec_with_returning(db)
             .await?;
         removed.extend(gone.into_iter().map(|j| j.id));

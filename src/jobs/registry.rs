@@ -5,10 +5,10 @@ use std::{collections::HashMap, time::Duration};
 
 use futures_util::future::BoxFuture;
 
-use super::{BackgroundJob, Permanent};
+use super::{BackgroundJob, Permanent, Run};
 use crate::state::AppState;
 
-type RunFn = for<'a> fn(serde_json::Value, &'a AppState) -> BoxFuture<'a, anyhow::Result<()>>;
+type RunFn = for<'a> fn(serde_json::Value, &'a AppState, Run) -> BoxFuture<'a, anyhow::Result<()>>;
 
 /// How to run one job type.
 pub struct Kind {
@@ -18,16 +18,25 @@ pub struct Kind {
 }
 
 impl Kind {
-    pub fn run<'a>(&self, payload: serde_json::Value, state: &'a AppState) -> BoxFuture<'a, anyhow::Result<()>> {
-        (self.run)(payload, state)
+    pub fn run<'a>(
+        &self,
+        payload: serde_json::Value,
+        state: &'a AppState,
+        run: Run,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        (self.run)(payload, state, run)
     }
 }
 
-fn run_erased<J: BackgroundJob>(payload: serde_json::Value, state: &AppState) -> BoxFuture<'_, anyhow::Result<()>> {
+fn run_erased<J: BackgroundJob>(
+    payload: serde_json::Value,
+    state: &AppState,
+    run: Run,
+) -> BoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
         let job: J = serde_json::from_value(payload)
             .map_err(|e| Permanent(format!("arguments of {} do not parse: {e}", J::NAME)))?;
-        job.run(state).await
+        job.run(state, run).await
     })
 }
 

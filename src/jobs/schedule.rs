@@ -122,7 +122,7 @@ pub struct Upkeep {}
 impl BackgroundJob for Upkeep {
     const NAME: &'static str = "queue_upkeep";
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
         let cutoff = state.clock.now() - chrono::Duration::days(i64::from(state.config.jobs.dead_retention_days));
         let dead = super::entity::Entity::delete_many()
             .filter(super::entity::Column::Status.eq(super::entity::DEAD))

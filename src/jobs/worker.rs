@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use sea_orm::DatabaseBackend;
 use tokio::{sync::Semaphore, task::JoinHandle};
+use tracing::Instrument;
 
 use super::{Permanent, entity, queue};
 use crate::{metrics::JobLabels, state::AppState};
@@ -30,12 +31,10 @@ async fn execute(state: &AppState, job: entity::Model, completer: &Completer) {
     let waited = (started - job.run_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
     state.metrics.job_wait.get_or_create(&labels).observe(waited);
     let span = tracing::info_span!("job", job_id = %job.id, job_type = kind.name, attempt = job.attempts);
-    let result = {
-        let _guard = span.enter();
-        let run = super::CURRENT
-            .scope(job.id, crate::alerts::delivery::ATTEMPT.scope(job.attempts, kind.run(job.payload.clone(), state)));
-        tokio::time::timeout(kind.timeout, run).await
-    };
+    // The span follows the run's future (never entered across an await, which would lend it
+    // to whatever else the thread runs meanwhile), so each log line names its own job.
+    let run = kind.run(job.payload.clone(), state, super::Run { id: job.id, attempt: job.attempts });
+    let result = tokio::time::timeout(kind.timeout, run.instrument(span.clone())).await;
     let elapsed = (state.clock.now() - started).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
     state.metrics.job_duration.get_or_create(&labels).observe(elapsed);
     let outcome = match result {
@@ -201,9 +200,9 @@ pub fn spawn(state: &AppState) -> Vec<JoinHandle<()>> {
     tasks
 }
 
-/// Runs a write in this process's turn at SQLite's write lock ([`crate::db::write_gate`]).
+/// Runs a write in this process's turn at SQLite's write lock ([`crate::db::Db::gate`]).
 async fn gated<T>(state: &AppState, write: impl std::future::Future<Output = T>) -> T {
-    let _gate = crate::db::write_gate(&state.db).await;
+    let _gate = state.db.gate().await;
     write.await
 }
 

@@ -118,7 +118,7 @@ async fn create_category(
     Valid(Json(input)): Valid<Json<CategoryIn>>,
 ) -> Result<(StatusCode, Json<CategoryOut>), AppError> {
     let now = Utc::now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let c = category::ActiveModel {
         id: Set(Uuid::now_v7()),
         name: Set(input.name.trim().to_string()),
@@ -173,7 +173,7 @@ async fn patch_category(
     Path(id): Path<Uuid>,
     Valid(Json(input)): Valid<Json<CategoryPatch>>,
 ) -> Result<Json<CategoryOut>, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let c = live_category(id).one(&txn).await?.ok_or_else(|| AppError::NotFound("category not found".into()))?;
     let mut am: category::ActiveModel = c.into();
     if let Some(name) = &input.name {
@@ -200,16 +200,14 @@ async fn delete_category(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    let mut live = live_category(id);
-    if crate::db::backend(&state.db) == DatabaseBackend::Postgres {
-        // Locks the category row: a product being created in it concurrently (which share-locks
-        // the row in `category_for`) either commits first and is counted below, or waits and
-        // then finds the category deleted.
-        use sea_orm::QuerySelect;
-        live = live.lock_exclusive();
-    }
-    live.one(&txn).await?.ok_or_else(|| AppError::NotFound("category not found".into()))?;
+    let txn = state.db.begin_write().await?;
+    // Locks the category row: a product being created in it concurrently (which share-locks
+    // the row in `category_for`) either commits first and is counted below, or waits and
+    // then finds the category deleted.
+    crate::db::for_update(live_category(id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("category not found".into()))?;
     let products = product::Entity::find()
         .filter(product::Column::CategoryId.eq(id))
         .filter(product::Column::DeletedAt.is_null())
@@ -598,18 +596,16 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     Ok(json_bytes(body))
 }
 
-/// The category a product is put in must exist: 400 naming `categoryId` otherwise. On
-/// PostgreSQL the row is share-locked until the product's transaction ends, so a concurrent
+/// The category a product is put in must exist: 400 naming `categoryId` otherwise. The row is
+/// share-locked until the product's transaction ends, so a concurrent
 /// category delete (which locks it for update, then counts its products) either sees this
 /// product, or has committed first and this read finds the category gone. (A soft-deleted
 /// category still satisfies the foreign key, so the key alone would not stop it.)
 async fn category_for<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<category::Model, AppError> {
-    use sea_orm::QuerySelect;
-    let mut query = live_category(id);
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        query = query.lock_shared();
-    }
-    query.one(db).await?.ok_or_else(|| AppError::invalid_field("categoryId", "no such category"))
+    crate::db::for_share(live_category(id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::invalid_field("categoryId", "no such category"))
 }
 
 /// Creates a product (ADMIN or VENDOR; a vendor's product is its own).
@@ -623,7 +619,7 @@ async fn create_product(
     Valid(Json(input)): Valid<Json<ProductIn>>,
 ) -> Result<(StatusCode, Json<ProductOut>), AppError> {
     let now = Utc::now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let c = category_for(&txn, input.category_id).await?;
     let p = product::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -684,7 +680,7 @@ async fn patch_product(
     if input.stock.is_some() && input.stock_adjustment.is_some() {
         return Err(AppError::invalid_field("stockAdjustment", "cannot be combined with stock"));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let current = writable_product(&txn, &me, id).await?;
     let now = Utc::now();
     let mut update = product::Entity::update_many()
@@ -756,7 +752,7 @@ async fn delete_product(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     writable_product(&txn, &me, id).await?;
     let now = Utc::now();
     let res = product::Entity::update_many()

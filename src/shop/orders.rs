@@ -19,7 +19,7 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -181,24 +181,17 @@ async fn take_stock<C: ConnectionTrait>(
     quantity: i32,
     now: DateTime<Utc>,
 ) -> Result<Option<(i64, String)>, sea_orm::DbErr> {
-    let backend = txn.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => {
-            "UPDATE products SET stock = stock - $1, updated_at = $2 \
-             WHERE id = $3 AND deleted_at IS NULL AND stock >= $1 RETURNING price_minor, name"
-        }
-        _ => {
-            "UPDATE products SET stock = stock - ?1, updated_at = ?2 \
-             WHERE id = ?3 AND deleted_at IS NULL AND stock >= ?1 RETURNING price_minor, name"
-        }
-    };
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [i64::from(quantity).into(), now.into(), product_id.into()],
-        ))
-        .await?;
+    use sea_orm::sea_query::Query;
+    let take = Query::update()
+        .table(product::Entity)
+        .value(product::Column::Stock, Expr::col(product::Column::Stock).sub(i64::from(quantity)))
+        .value(product::Column::UpdatedAt, now)
+        .and_where(product::Column::Id.eq(product_id))
+        .and_where(product::Column::DeletedAt.is_null())
+        .and_where(product::Column::Stock.gte(i64::from(quantity)))
+        .returning(Query::returning().columns([product::Column::PriceMinor, product::Column::Name]))
+        .to_owned();
+    let row = txn.query_one(&take).await?;
     row.map(|r| Ok((r.try_get::<i64>("", "price_minor")?, r.try_get::<String>("", "name")?))).transpose()
 }
 
@@ -328,7 +321,7 @@ async fn create_order(
     let idem = key.bind(me.user_id, "POST /orders", &input);
     let ttl = state.config.shop.idempotency_ttl;
     let now = Utc::now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), ttl).await? {
         return Ok(replay);
     }
@@ -489,7 +482,7 @@ async fn cancel_order(
     Path(id): Path<Uuid>,
 ) -> Result<Response, AppError> {
     let idem = key.bind(me.user_id, &format!("POST /orders/{id}/cancel"), &());
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), state.config.shop.idempotency_ttl).await? {
         return Ok(replay);
     }
@@ -517,7 +510,7 @@ async fn fulfill_order(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<Json<OrderOut>, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let o = transition(&txn, id, OrderStatus::Fulfilled).await?;
     audit::record(&txn, Entry::new("order.fulfilled").by(Some(me.user_id)).on("order", id).client(&client)).await?;
     let out = full_order(&txn, &o).await?;

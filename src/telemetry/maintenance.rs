@@ -5,10 +5,8 @@
 
 use std::collections::HashSet;
 
-use chrono::{Duration, NaiveDate, Utc};
-use sea_orm::DatabaseBackend;
-
 use crate::state::AppState;
+use chrono::{Duration, NaiveDate, Utc};
 
 /// Days ahead of today that always have a partition.
 const DAYS_AHEAD: i64 = 3;
@@ -16,10 +14,8 @@ const DAYS_AHEAD: i64 = 3;
 /// One round of maintenance.
 pub async fn run_once(state: &AppState) -> anyhow::Result<()> {
     let today = Utc::now().date_naive();
-    if state.db.get_database_backend() == DatabaseBackend::Postgres {
-        let days: HashSet<NaiveDate> = (-1..=DAYS_AHEAD).map(|d| today + Duration::days(d)).collect();
-        state.telemetry.partitions.ensure(state.db.get_postgres_connection_pool(), &days).await?;
-    }
+    let days: HashSet<NaiveDate> = (-1..=DAYS_AHEAD).map(|d| today + Duration::days(d)).collect();
+    state.telemetry.partitions.ensure(&state.db, &days).await?;
     if let Some(days) = state.config.telemetry.retention_days {
         let cutoff = Utc::now() - Duration::days(i64::from(days));
         let what = super::store::retain(&state.db, &state.telemetry.partitions, cutoff).await?;
@@ -36,7 +32,7 @@ impl crate::jobs::BackgroundJob for TelemetryMaintenance {
     const NAME: &'static str = "telemetry_maintenance";
     const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-    async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+    async fn run(&self, state: &AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
         run_once(state).await
     }
 }

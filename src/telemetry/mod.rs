@@ -114,35 +114,19 @@ pub async fn ingest(
     mut readings: Vec<store::Reading>,
 ) -> Result<BatchOut, AppError> {
     let total = readings.len() as u64;
-    // Readings some alert rule watches are evaluated by a job that commits with the batch, or
-    // handed to this process's evaluator once it has committed.
-    let watched = crate::alerts::watched(state, &readings, Utc::now()).await?;
-    let jobs = &watched.jobs;
-    // Which readings were new is asked of the database only when someone may be listening.
-    let accepted = if state.realtime.watches_readings(&readings) {
-        let (accepted, new) =
-            store::insert_marking_new(&state.db, &state.telemetry.partitions, &mut readings, jobs).await?;
-        let fresh: Vec<store::Reading> =
-            readings.iter().zip(new).filter(|(_, new)| *new).map(|(r, _)| r.clone()).collect();
-        state.realtime.publish_readings(&fresh);
-        accepted
-    } else {
-        let accepted = store::insert(&state.db, &state.telemetry.partitions, &mut readings, jobs).await?;
-        if accepted > 0 {
-            // A subscription made while the batch was stored read its snapshot before this
-            // commit, so it must get these readings: publishing after the commit reaches it
-            // (paths still without subscribers drop them at once). Without the database's
-            // word on which were new, a partly resent batch is published whole.
-            state.realtime.publish_readings(&readings);
-        }
-        accepted
-    };
+    // Readings some alert rule watches are evaluated by a job that commits with the batch.
+    let jobs = crate::alerts::watched(state, &readings, Utc::now()).await?;
+    let new = store::insert(&state.db, &state.telemetry.partitions, &mut readings, &jobs).await?;
     if !jobs.is_empty() {
         state.jobs.wake();
     }
-    if accepted > 0 {
-        state.alerts.inbox.hand_over(state, watched.handed);
-    }
+    let fresh: Vec<store::Reading> =
+        readings.iter().zip(&new).filter(|(_, new)| **new).map(|(r, _)| r.clone()).collect();
+    let accepted = fresh.len() as u64;
+    // A subscription made while the batch was stored read its snapshot before this commit, so
+    // it must get these readings: publishing after the commit reaches it (paths without
+    // subscribers drop them at once).
+    state.realtime.publish_readings(&fresh);
     let duplicates = total - accepted;
     state.metrics.telemetry_ingested.get_or_create(&SourceLabels { source }).inc_by(accepted);
     state.metrics.telemetry_duplicates.get_or_create(&SourceLabels { source }).inc_by(duplicates);

@@ -211,7 +211,7 @@ async fn change_password(
         return Err(AppError::invalid_field("currentPassword", "is not correct"));
     }
     let hash = state.auth.passwords.hash(&input.new_password).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     super::replace_password(
         &state,
         txn,
@@ -320,7 +320,7 @@ async fn patch_user(
     if id == admin.user_id && (input.disabled == Some(true) || input.role.is_some_and(|r| r != Role::Admin)) {
         return Err(AppError::Unprocessable("admins cannot disable or demote themselves".into()));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let u = find_live(&txn, id).await?.ok_or_else(|| AppError::NotFound("user not found".into()))?;
     let before = UserOut::from(&u);
     let mut active: user::ActiveModel = u.clone().into();
@@ -378,7 +378,7 @@ async fn delete_user(
     if id == admin.user_id {
         return Err(AppError::Unprocessable("admins cannot delete themselves".into()));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let now = Utc::now();
     let res = user::Entity::update_many()
         .col_expr(user::Column::DeletedAt, Expr::value(now))

@@ -210,7 +210,7 @@ pub fn account_gone() -> crate::http::AppError {
 #[expect(clippy::too_many_arguments, reason = "one call site per flow; a struct would only rename the arguments")]
 pub async fn replace_password(
     state: &crate::state::AppState,
-    txn: sea_orm::DatabaseTransaction,
+    txn: crate::db::WriteTxn,
     user_id: Uuid,
     hash: String,
     keep: Option<Uuid>,

@@ -1171,7 +1171,7 @@ async fn one_evaluation_run_takes_on_the_queued_evaluations_of_every_grower() {
     let first = queued().await.into_iter().find(|j| j.id != bogus).unwrap();
     let args: mash::alerts::evaluate::EvaluateReadings = serde_json::from_value(first.payload.clone()).unwrap();
     job::Entity::delete_by_id(first.id).exec(&app.state.db).await.unwrap();
-    args.run(&app.state).await.expect("the evaluation runs");
+    args.run(&app.state, mash::jobs::Run { id: first.id, attempt: 1 }).await.expect("the evaluation runs");
     let left: Vec<Uuid> = queued().await.into_iter().map(|j| j.id).collect();
     assert_eq!(left, vec![bogus], "the valid evaluations were done and removed in that run");
 
@@ -1191,7 +1191,7 @@ async fn one_evaluation_run_takes_on_the_queued_evaluations_of_every_grower() {
 }
 
 #[tokio::test]
-async fn on_sqlite_a_run_also_takes_the_evaluations_this_process_has_claimed() {
+async fn a_run_leaves_evaluations_claimed_by_a_worker_to_that_worker() {
     use mash::jobs::BackgroundJob;
     let app = app().await;
     let gh = greenhouse(&app).await;
@@ -1209,7 +1209,7 @@ async fn on_sqlite_a_run_also_takes_the_evaluations_this_process_has_claimed() {
         let batch = json!([reading(dev.id, "temp", v, t0 + Duration::seconds(i as i64))]);
         assert_eq!(post_batch(&app, &bearer(&gh.owner), &batch).await.status(), 202);
     }
-    // This process's worker claims both (as its loop would, before running them).
+    // A worker claims both (as its loop would, before running them).
     let worker = app.state.jobs.worker_id.clone();
     let lease = std::time::Duration::from_secs(60);
     let claimed =
@@ -1218,19 +1218,15 @@ async fn on_sqlite_a_run_also_takes_the_evaluations_this_process_has_claimed() {
     let args = |j: &job::Model| -> mash::alerts::evaluate::EvaluateReadings {
         serde_json::from_value(j.payload.clone()).unwrap()
     };
-    // The first runs, as the worker runs it.
-    mash::jobs::CURRENT.scope(claimed[0].id, args(&claimed[0]).run(&app.state)).await.unwrap();
+    let run = |j: &job::Model| mash::jobs::Run { id: j.id, attempt: j.attempts };
+    // The first runs, as the worker runs it: the claimed second is not taken from its worker.
+    args(&claimed[0]).run(&app.state, run(&claimed[0])).await.unwrap();
     let second = job::Entity::find_by_id(claimed[1].id).one(&app.state.db).await.unwrap();
+    assert_eq!(second.expect("a claimed job is its worker's").status, job::RUNNING);
     let alerts = alerts_of(&app, &gh).await;
-    if app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-        assert!(second.is_none(), "SQLite: the first run took the second on and removed it");
-        assert_eq!(alerts[0]["count"], 2, "both readings were evaluated: {alerts:?}");
-    } else {
-        assert_eq!(second.expect("PostgreSQL: a claimed job is its worker's").status, job::RUNNING);
-        assert_eq!(alerts[0]["count"], 1, "{alerts:?}");
-    }
-    // Its own run then changes nothing more on SQLite, and evaluates its reading on PostgreSQL.
-    mash::jobs::CURRENT.scope(claimed[1].id, args(&claimed[1]).run(&app.state)).await.unwrap();
+    assert_eq!(alerts[0]["count"], 1, "{alerts:?}");
+    // Its own run then evaluates its reading.
+    args(&claimed[1]).run(&app.state, run(&claimed[1])).await.unwrap();
     let alerts = alerts_of(&app, &gh).await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["count"], 2, "{alerts:?}");
@@ -1270,13 +1266,9 @@ async fn a_rule_created_on_one_instance_is_watched_at_once_by_another_through_re
 }
 
 // ---------------------------------------------------------------------------------------------
-// Evaluation with the workers running: SQLite hands readings to the evaluator in memory,
-// PostgreSQL through jobs; a restart evaluates what was stored but never evaluated
+// Evaluation with the workers running, on both databases through the job queue; an evaluation
+// queued with its batch survives a restart
 // ---------------------------------------------------------------------------------------------
-
-fn is_sqlite(app: &TestApp) -> bool {
-    app.state.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite
-}
 
 /// Polls `GET /alerts` until `done` holds for the grower's alerts (10 s at most). (The page and
 /// its `meta.total` are two reads, which a worker's write may fall between: only the page counts.)
@@ -1293,34 +1285,15 @@ async fn alerts_until(app: &TestApp, gh: &Greenhouse, what: &str, done: impl Fn(
     panic!("alerts never reached {what}: {last:?}");
 }
 
-/// The evaluator of an app with workers is live on SQLite (never on PostgreSQL).
-async fn evaluator_started(app: &TestApp) {
-    if !is_sqlite(app) {
-        assert!(!app.state.alerts.inbox.is_live(), "PostgreSQL evaluates through jobs");
-        return;
-    }
-    for _ in 0..200 {
-        if app.state.alerts.inbox.is_live() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the SQLite evaluator never started");
-}
-
-/// Posts one batch (202 asserted); on SQLite, also that it wrote no evaluation job.
+/// Posts one batch (202 asserted).
 async fn post_watched(app: &TestApp, gh: &Greenhouse, items: Vec<Value>) {
     let res = post_batch(app, &bearer(&gh.owner), &Value::Array(items)).await;
     assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
-    if is_sqlite(app) {
-        assert_eq!(queued_jobs(app).await.0, 0, "SQLite hands readings over instead of queueing jobs");
-    }
 }
 
 #[tokio::test]
 async fn with_workers_running_an_alert_opens_repeats_and_resolves_on_its_own() {
     let app = spawn_app_with(&[], axum::Router::new()).await;
-    evaluator_started(&app).await;
     let gh = greenhouse(&app).await;
     let dev = create_device(&app, &gh.owner, gh.grower_id, "sensor").await;
     let other = create_device(&app, &gh.owner, gh.grower_id, "not watched").await;
@@ -1358,24 +1331,31 @@ async fn with_workers_running_an_alert_opens_repeats_and_resolves_on_its_own() {
     }
     let seen = changes(&seen).join(",");
     assert!(seen.starts_with("created,") && seen.ends_with(",resolved"), "events: {seen}");
+    // Every evaluation ran and left the queue.
+    let queue_empty = async {
+        for _ in 0..200 {
+            if queued_jobs(&app).await.0 == 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    assert!(queue_empty.await, "evaluations left in the queue: {:?}", queued_jobs(&app).await);
 }
 
 #[tokio::test]
-async fn readings_stored_but_never_evaluated_are_evaluated_at_the_next_start() {
-    // A batch commits before its readings are evaluated. On SQLite with the workers in the
-    // process they are handed over in memory, so a crash between the two leaves exactly this:
-    // readings stored, nothing queued. (PostgreSQL commits a job row with every batch instead,
-    // and never lets it go without running it: there is no such state to recover from.)
+async fn an_evaluation_queued_with_its_batch_runs_after_a_restart() {
+    // A batch and its evaluation job commit together: a process that stops before running the
+    // job (here: one without workers) leaves it queued, and the next start with workers runs it.
     let a = app().await;
-    if !is_sqlite(&a) {
-        return;
-    }
     let gh = greenhouse(&a).await;
     let dev = create_device(&a, &gh.owner, gh.grower_id, "sensor").await;
     let other = create_device(&a, &gh.owner, gh.grower_id, "sensor 2").await;
     let before = a.state.clock.now() - Duration::minutes(10);
-    // History from before the rule existed is not evaluated.
+    // A batch nothing watches queues nothing.
     send(&a, &gh.owner, vec![reading(other.id, "temp", 99.0, before)]).await;
+    assert_eq!(queued_jobs(&a).await.0, 0, "an unwatched batch queues no evaluation");
     new_rule(
         &a,
         &gh.owner,
@@ -1384,27 +1364,15 @@ async fn readings_stored_but_never_evaluated_are_evaluated_at_the_next_start() {
     )
     .await;
     let t = a.state.clock.now();
-    let lose_evaluations = || async {
-        assert!(queued_jobs(&a).await.0 > 0, "the batch queued its evaluation");
-        job::Entity::delete_many()
-            .filter(job::Column::JobType.eq("evaluate_readings"))
-            .exec(&a.state.db)
-            .await
-            .unwrap();
-    };
     let batch = json!([reading(dev.id, "temp", 70.0, t), reading(dev.id, "temp", 75.0, t + Duration::seconds(1))]);
     assert_eq!(post_batch(&a, &bearer(&gh.owner), &batch).await.status(), 202);
-    lose_evaluations().await;
+    assert_eq!(queued_jobs(&a).await.0, 1, "the batch queued its evaluation with it");
 
     // A restart: another process on the same database, with workers (stopped again before `a`
     // writes more, so its workers do not run what `a` queues).
-    let restart = || async {
-        let app = a.spawn_sibling(&[]).await;
-        evaluator_started(&app).await;
-        app
-    };
+    let restart = || a.spawn_sibling(&[]);
     let mut b = restart().await;
-    let open = alerts_until(&b, &gh, "the lost readings evaluated", |x| x.len() == 1 && x[0]["count"] == 2).await;
+    let open = alerts_until(&b, &gh, "the queued readings evaluated", |x| x.len() == 1 && x[0]["count"] == 2).await;
     assert_eq!(
         (open[0]["deviceId"].as_str(), open[0]["value"].as_f64()),
         (Some(dev.id.to_string().as_str()), Some(75.0))
@@ -1418,15 +1386,20 @@ async fn readings_stored_but_never_evaluated_are_evaluated_at_the_next_start() {
         reading(dev.id, "temp", 90.0, t + Duration::seconds(2))
     ]);
     assert_eq!(post_batch(&a, &bearer(&gh.owner), &batch).await.status(), 202);
-    lose_evaluations().await;
+    assert_eq!(queued_jobs(&a).await.0, 1);
     let mut c = restart().await;
     let open = alerts_until(&c, &gh, "count 3", |x| x.len() == 1 && x[0]["count"] == 3).await;
     assert_eq!(open[0]["value"], 90.0, "{open:?}");
+    for _ in 0..200 {
+        if queued_jobs(&c).await.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(queued_jobs(&c).await.0, 0, "the evaluation ran once and left the queue");
     c.begin_shutdown().await.unwrap().unwrap();
     let d = restart().await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let open = alerts_of(&d, &gh).await;
     assert_eq!((open.len(), &open[0]["count"]), (1, &json!(3)), "{open:?}");
-    let swept = mash::alerts::inbox::sweep(&d.state).await.unwrap();
-    assert_eq!(swept, 0, "nothing is left to evaluate");
 }

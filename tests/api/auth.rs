@@ -1006,7 +1006,7 @@ async fn rows_written_together_are_all_written_or_none() {
     // A refresh token that refers to the session written in the same call: its foreign key holds.
     let first = Uuid::now_v7();
     let (audit_id, audit_row) = mash::audit::insert(Entry::new("test.together").by(Some(account.id)));
-    mash::db::insert_together(db, vec![session_row(first), refresh_row(first), audit_row.clone()])
+    db.insert_together(vec![session_row(first), refresh_row(first), audit_row.clone()])
         .await
         .expect("rows that refer to each other go in together");
     assert!(session::Entity::find_by_id(first).one(db).await.unwrap().is_some());
@@ -1015,14 +1015,14 @@ async fn rows_written_together_are_all_written_or_none() {
 
     // The last row fails (its audit id is taken now): the session and token before it are not written.
     let second = Uuid::now_v7();
-    let failed = mash::db::insert_together(db, vec![session_row(second), refresh_row(second), audit_row]).await;
+    let failed = db.insert_together(vec![session_row(second), refresh_row(second), audit_row]).await;
     assert!(failed.is_err(), "a duplicate primary key fails the whole write");
     assert!(session::Entity::find_by_id(second).one(db).await.unwrap().is_none(), "no session without its siblings");
     assert_eq!(refresh_count(second).await.unwrap(), 0);
 
     // A refresh token for a session that exists nowhere fails, and takes the session beside it along.
     let third = Uuid::now_v7();
-    let failed = mash::db::insert_together(db, vec![session_row(third), refresh_row(Uuid::now_v7())]).await;
+    let failed = db.insert_together(vec![session_row(third), refresh_row(Uuid::now_v7())]).await;
     assert!(failed.is_err(), "the foreign key is still checked");
     assert!(session::Entity::find_by_id(third).one(db).await.unwrap().is_none());
 }

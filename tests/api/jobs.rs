@@ -129,7 +129,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists_and_a_committe
     let app = quiet_app(&[]).await;
     let db = &app.state.db;
 
-    let txn = mash::db::begin_write(db).await.unwrap();
+    let txn = db.begin_write().await.unwrap();
     let dropped = jobs::enqueue(&txn, &mail("rolled-back@example.com")).await.unwrap();
     // Inside the transaction the job is there ...
     assert!(job_row::Entity::find_by_id(dropped).one(&txn).await.unwrap().is_some());
@@ -138,7 +138,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists_and_a_committe
     assert!(job(&app, dropped).await.is_none(), "a rolled-back enqueue left a job");
     assert_eq!(job_count(&app).await, 0);
 
-    let txn = mash::db::begin_write(db).await.unwrap();
+    let txn = db.begin_write().await.unwrap();
     let kept = jobs::enqueue(&txn, &mail("committed@example.com")).await.unwrap();
     // Not visible to anyone else (a worker) before the commit.
     assert!(job(&app, kept).await.is_none(), "an uncommitted job is visible outside its transaction");
@@ -386,7 +386,7 @@ async fn concurrent_workers_never_claim_the_same_job() {
     const WORKERS: usize = 8;
     let app = quiet_app(&[]).await;
     let db = app.state.db.clone();
-    let txn = mash::db::begin_write(&db).await.unwrap();
+    let txn = db.begin_write().await.unwrap();
     let mut enqueued = HashSet::new();
     for i in 0..JOB_COUNT {
         enqueued.insert(jobs::enqueue(&txn, &mail(&format!("claim-{i}@example.com"))).await.unwrap());

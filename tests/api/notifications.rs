@@ -464,7 +464,8 @@ async fn run_only(app: &TestApp, types: &[&'static str]) -> usize {
         let claimed = queue::claim(&app.state.db, types, "notifications-test", now, lease, 1).await.unwrap();
         let Some(j) = claimed.into_iter().next() else { return runs };
         let kind = app.state.jobs.registry.get(&j.job_type).expect("a registered job type");
-        if let Err(e) = kind.run(j.payload.clone(), &app.state).await {
+        if let Err(e) = kind.run(j.payload.clone(), &app.state, mash::jobs::Run { id: j.id, attempt: j.attempts }).await
+        {
             panic!("{} failed: {e:#}", j.job_type);
         }
         queue::complete(&app.state.db, j.id, j.attempts).await.unwrap();

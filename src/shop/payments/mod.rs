@@ -19,8 +19,8 @@ use axum::{
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -337,16 +337,15 @@ async fn create_payment(
         None => Some(provider.create_intent(&o, &format!("mash-{order_id}-{attempt}")).await?),
     };
 
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), ttl).await? {
         return Ok(replay);
     }
-    // The order must still be pending; on PostgreSQL the row lock orders us with a cancel.
-    let mut check = order::Entity::find_by_id(order_id);
-    if crate::db::backend(&state.db) == DatabaseBackend::Postgres {
-        check = check.lock_exclusive();
-    }
-    let current = check.one(&txn).await?.ok_or_else(|| AppError::NotFound("order not found".into()))?;
+    // The order must still be pending; the row lock orders us with a cancel.
+    let current = crate::db::for_update(order::Entity::find_by_id(order_id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("order not found".into()))?;
     if current.status != OrderStatus::Pending.as_str() {
         return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", current.status)));
     }
@@ -551,7 +550,7 @@ async fn refund_order(
         currency: Some(p.currency.clone()),
         detail: Some(refund_ref),
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), ttl).await? {
         return Ok(replay);
     }
@@ -644,7 +643,7 @@ impl Outcome {
 
 /// Applies one provider event in its own transaction (see [`apply_in`]).
 pub async fn apply(state: &AppState, provider: &str, event: &ProviderEvent) -> Result<Outcome, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = state.db.begin_write().await?;
     let outcome = apply_in(&txn, provider, event).await?;
     txn.commit().await?;
     if outcome == Outcome::Applied {
