@@ -13,6 +13,7 @@ pub mod greenhouse;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod ids;
 pub mod jobs;
 pub mod logging;
 pub mod mail;
