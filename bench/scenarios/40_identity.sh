@@ -62,9 +62,10 @@ scenario_run() {
     cores=$(nproc)
     tick=$(getconf CLK_TCK)
     errors=0
+    local argon2_rate
+    argon2_rate=$(example_bin argon2_rate) || { stop_mash "$pid" 5; return 1; }
     for ((round = 1; round <= BENCH_IDENTITY_ROUNDS; round++)); do
-        hash_rate=$(cd "$REPO_ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target} \
-            cargo run -q --release --example argon2_rate -- 5 2>/dev/null) || { stop_mash "$pid" 5; return 1; }
+        hash_rate=$("$argon2_rate" 5 2>/dev/null) || { stop_mash "$pid" 5; return 1; }
         cpu0=$(cpu_ticks "$pid")
         w=$(BENCH_LOGIN_BODY="{\"email\":\"$email\",\"password\":\"$password\"}" \
             wrk_run "login-$round" "$url/api/v1/auth/login" -c "$BENCH_LOGIN_CONNECTIONS" -s "$BENCH_DIR/wrk/login.lua") || { stop_mash "$pid" 5; return 1; }
