@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::outlet::{CloseReason, ConnId, Delivery, Outlet};
 
+/// The registry of open connections.
 pub struct Connections {
     conns: Mutex<HashMap<ConnId, (Uuid, Arc<Outlet>)>>,
     next: AtomicU64,

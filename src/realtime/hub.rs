@@ -26,6 +26,8 @@ pub enum Start {
     Reset { id: u64 },
 }
 
+/// This process's subscribers and the store of ids and held events: the one way realtime
+/// publishes, subscribes and resumes.
 pub struct Hub {
     topics: Arc<Topics>,
     replay: Box<dyn Replay>,
@@ -55,12 +57,14 @@ impl Hub {
 
     /// Adds a subscriber to `path`. Live events reach `outlet` from this moment on, so nothing
     /// falls between the start ([`Attached::start`], from `since` when resuming) and the live
-    /// stream; an event both covered by the start and received live shows the same id twice.
+    /// stream. An event both covered by the start and received live comes twice, with the same
+    /// id: the session keeps the first.
     pub fn attach<'h>(&'h self, path: &'h str, conn: ConnId, outlet: &Arc<Outlet>, since: Option<u64>) -> Attached<'h> {
         self.topics.attach(path, conn, outlet);
         Attached { hub: self, path, since }
     }
 
+    /// Removes a subscriber; the path stays active for the replay window.
     pub fn detach(&self, path: &str, conn: ConnId) {
         self.topics.detach(path, conn);
     }

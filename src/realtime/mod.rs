@@ -37,6 +37,7 @@ use replay::Publish;
 
 use crate::{metrics::Metrics, state::AppState};
 
+/// The WebSocket and SSE endpoints.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(handlers::ws::realtime)).routes(routes!(handlers::sse::realtime_sse))
 }

@@ -15,6 +15,7 @@ type Paths<V> = HashMap<Arc<str>, V>;
 /// The paths of one shard, under its lock.
 pub type Shard<'a, V> = MutexGuard<'a, Paths<V>>;
 
+/// Per-path state of type `V`, under `SHARDS` locks.
 pub struct Shards<V> {
     shards: Box<[Mutex<Paths<V>>]>,
     hasher: RandomState,

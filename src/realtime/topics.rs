@@ -31,6 +31,7 @@ struct Topic {
     idle_since: Option<Instant>,
 }
 
+/// Per path, this process's subscribers.
 pub struct Topics {
     topics: Shards<Topic>,
     /// How long a path stays active after its last subscriber left.

@@ -12,13 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{BoxFuture, Publish, Replay, Unavailable, id_origin};
+use super::{Current, Held, Publish, Replay, id_origin};
 use crate::realtime::{
     outlet::{Delivery, Frame},
     shards::Shards,
     topics::Topics,
 };
 
+/// One active path's counter, last version and held events.
 struct Log {
     path: Arc<str>,
     last_id: u64,
@@ -38,6 +39,7 @@ impl Log {
     }
 }
 
+/// Ids and held events in this process.
 pub struct Memory {
     logs: Shards<Log>,
     topics: Arc<Topics>,
@@ -79,7 +81,7 @@ impl Replay for Memory {
         self.topics.active(path).is_some()
     }
 
-    fn current<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, Unavailable>> {
+    fn current<'a>(&'a self, path: &'a str) -> Current<'a> {
         let mut logs = self.logs.lock(path);
         let current = match logs.get(path) {
             Some(log) => log.last_id,
@@ -88,12 +90,7 @@ impl Replay for Memory {
         Box::pin(std::future::ready(Ok(current)))
     }
 
-    fn held<'a>(
-        &'a self,
-        path: &'a str,
-        after: u64,
-        upto: u64,
-    ) -> BoxFuture<'a, Result<Option<Vec<Delivery>>, Unavailable>> {
+    fn held<'a>(&'a self, path: &'a str, after: u64, upto: u64) -> Held<'a> {
         let held = if upto <= after {
             Some(Vec::new())
         } else {

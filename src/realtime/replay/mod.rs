@@ -15,6 +15,12 @@ pub use redis::Redis;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What [`Replay::current`] answers.
+pub type Current<'a> = BoxFuture<'a, Result<u64, Unavailable>>;
+
+/// What [`Replay::held`] answers.
+pub type Held<'a> = BoxFuture<'a, Result<Option<Vec<Delivery>>, Unavailable>>;
+
 /// What became of an event handed to [`Replay::publish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publish {
@@ -48,7 +54,7 @@ pub trait Replay: Send + Sync {
 
     /// The last id issued on `path`; a path without one gets its counter now, so that its
     /// first event follows a snapshot without a gap.
-    fn current<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, Unavailable>>;
+    fn current<'a>(&'a self, path: &'a str) -> Current<'a>;
 
     /// The events of `path` after `after` up to `upto`, when every one of them is still held.
     fn held<'a>(

@@ -25,6 +25,7 @@ struct Sub {
     last: u64,
 }
 
+/// One authenticated connection: its outlet, its user and presence, and its subscriptions.
 pub struct Session {
     pub state: AppState,
     pub conn: ConnId,

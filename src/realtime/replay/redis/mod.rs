@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use super::{BoxFuture, Publish, Replay, Unavailable, id_origin};
+use super::{Current, Held, Publish, Replay, id_origin};
 use crate::{
     config::Secret,
     metrics::Metrics,
@@ -37,8 +37,10 @@ fn keys(path: &str) -> [String; 3] {
     [format!("mash:rt:{{{path}}}:n"), format!("mash:rt:{{{path}}}:s"), format!("mash:rt:{{{path}}}:v")]
 }
 
+/// Ids and held events in Redis, shared by every instance.
 pub struct Redis {
     url: Secret,
+    /// The connection for reads and for the publishing task.
     redis: Arc<state::Redis>,
     /// Started on the first event, from within the runtime.
     bus: OnceLock<bus::Bus>,
@@ -78,7 +80,7 @@ impl Replay for Redis {
         true
     }
 
-    fn current<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, Unavailable>> {
+    fn current<'a>(&'a self, path: &'a str) -> Current<'a> {
         Box::pin(async move {
             let mut conn = self.redis.conn().await?;
             let [n, _, _] = keys(path);
@@ -86,12 +88,7 @@ impl Replay for Redis {
         })
     }
 
-    fn held<'a>(
-        &'a self,
-        path: &'a str,
-        after: u64,
-        upto: u64,
-    ) -> BoxFuture<'a, Result<Option<Vec<Delivery>>, Unavailable>> {
+    fn held<'a>(&'a self, path: &'a str, after: u64, upto: u64) -> Held<'a> {
         Box::pin(async move { Ok(held(&self.redis, path, after, upto).await?) })
     }
 
