@@ -3,69 +3,60 @@
 //! `docs/realtime.md`.
 //!
 //! Writers publish with [`Realtime::publish`]: it never blocks and never fails them.
+//!
+//! - `handlers/`: the two endpoints; `session/`: one connection's subscriptions and stream;
+//!   `messages`: what both transports send besides events.
+//! - `hub`: where a subscription starts (snapshot, replay or reset), over `topics` (this
+//!   process's subscribers) and `replay` (ids and held events: in process, or in Redis).
+//! - `paths`: every path, who may read it, its snapshot; `presence`: who is online.
+//! - `conns`: every open connection, for revocation and shutdown; `outlet`: a connection's
+//!   queue; `shards`: the per-path locks.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
-
-use crate::routes;
 use uuid::Uuid;
 
+use crate::routes;
+
+mod conns;
+mod handlers;
 pub mod hub;
+mod messages;
+mod outlet;
 pub mod paths;
 pub mod presence;
-mod redis;
+mod replay;
 mod session;
-mod sse;
-mod ws;
+mod shards;
+mod topics;
 
-use hub::{CloseReason, ConnId, Delivery, Hub, Outlet};
+use hub::Hub;
+use replay::Publish;
 
-use crate::{config::RealtimeConfig, metrics::Metrics, state::AppState};
+use crate::{metrics::Metrics, state::AppState};
 
+/// The WebSocket and SSE endpoints.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ws::realtime)).routes(routes!(sse::realtime_sse))
+    OpenApiRouter::new().routes(routes!(handlers::ws::realtime)).routes(routes!(handlers::sse::realtime_sse))
 }
 
 /// Process-wide realtime state.
 pub struct Realtime {
     pub hub: Hub,
     pub presence: presence::Presence,
-    config: RealtimeConfig,
-    redis_url: Option<crate::config::Secret>,
-    bus: OnceLock<redis::Bus>,
+    conns: conns::Connections,
     metrics: Arc<Metrics>,
-    /// Every open connection and its session, for revocation and shutdown.
-    conns: Mutex<HashMap<ConnId, (Uuid, Arc<Outlet>)>>,
-    next_conn: AtomicU64,
-    /// Names this process's connections in Redis presence.
-    instance: Uuid,
-    /// Set at shutdown: connections registered from then on are closed at once.
-    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Realtime {
     pub fn new(config: &crate::Config, metrics: Arc<Metrics>) -> Self {
-        let rt = &config.realtime;
         Self {
-            hub: Hub::new(rt.replay_events, rt.replay_window, config.redis_url.is_some()),
+            hub: Hub::new(&config.realtime, config.redis_url.as_ref(), metrics.clone()),
             presence: presence::Presence::default(),
-            config: rt.clone(),
-            redis_url: config.redis_url.clone(),
-            bus: OnceLock::new(),
+            conns: conns::Connections::new(config.realtime.queue),
             metrics,
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(1),
-            instance: Uuid::now_v7(),
-            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -75,36 +66,27 @@ impl Realtime {
     /// from ever following a newer one.
     pub fn publish<T: Serialize + ?Sized>(&self, path: &str, version: Option<i64>, data: &T) {
         let serialise = || serde_json::to_string(data).unwrap_or_else(|_| "null".into());
-        let Some(url) = &self.redis_url else {
-            if self.hub.publish_local(path, version, serialise).is_some() {
+        match self.hub.publish(path, version, &serialise) {
+            Publish::Sent => {
                 self.metrics.realtime_events_published.inc();
             }
-            return;
-        };
-        let bus = self.bus.get_or_init(|| {
-            let redis = crate::state::Redis::new(url.expose()).expect("REDIS_URL was parsed at startup");
-            redis::Bus::start(redis, self.config.replay_events, self.config.replay_window, self.metrics.clone()).0
-        });
-        if bus.send(path, version, serialise()) {
-            self.metrics.realtime_events_published.inc();
-        } else {
-            self.metrics.realtime_events_dropped.inc();
+            Publish::Dropped => {
+                self.metrics.realtime_events_dropped.inc();
+            }
+            Publish::Skipped => {}
         }
     }
 
     /// Whether readings of these devices may have subscribers: with Redis always (they may be
     /// on another instance), in process when a device's path is active here.
     pub fn watches_readings(&self, readings: &[crate::telemetry::store::Reading]) -> bool {
-        if self.redis_url.is_some() {
-            return true;
-        }
         let mut last = None;
         readings.iter().any(|r| {
             if last == Some(r.device_id) {
                 return false;
             }
             last = Some(r.device_id);
-            self.hub.is_active(&format!("/live/sensors/{}", r.device_id))
+            self.hub.watches(&live_sensors(r.device_id))
         })
     }
 
@@ -125,8 +107,8 @@ impl Realtime {
         }
         for group in readings.chunk_by(|a, b| a.device_id == b.device_id) {
             let device_id = group[0].device_id;
-            let path = format!("/live/sensors/{device_id}");
-            if self.redis_url.is_none() && !self.hub.is_active(&path) {
+            let path = live_sensors(device_id);
+            if !self.hub.watches(&path) {
                 continue;
             }
             let readings = group.iter().map(|r| One { metric: &r.metric, value: r.value, ts: r.ts }).collect();
@@ -134,62 +116,25 @@ impl Realtime {
         }
     }
 
-    /// A new connection: its id, its outlet (queue and kill switch) and the queue's receiver.
-    fn register(&self, session: Uuid) -> (ConnId, Arc<Outlet>, tokio::sync::mpsc::Receiver<Delivery>) {
-        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (outlet, rx) = Outlet::new(self.config.queue);
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (session, outlet.clone()));
-        if self.closing.load(Ordering::SeqCst) {
-            outlet.kill(CloseReason::Shutdown);
-        }
-        (id, outlet, rx)
-    }
-
-    /// The connection now runs on another session (a new `auth` message).
-    fn set_session(&self, conn: ConnId, session: Uuid) {
-        if let Some(entry) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&conn) {
-            entry.0 = session;
-        }
-    }
-
-    fn unregister(&self, conn: ConnId) {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&conn);
-    }
-
-    /// Closes the connections of revoked sessions.
-    fn close_sessions(&self, revoked: impl Fn(&Uuid) -> bool) {
-        for (session, outlet) in self.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            if revoked(session) {
-                outlet.kill(CloseReason::Revoked);
-            }
-        }
-    }
-
     /// Closes every connection (graceful shutdown): WebSockets with 1001, SSE streams end.
     pub fn shutdown(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        for (_, outlet) in self.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            outlet.kill(CloseReason::Shutdown);
-        }
+        self.conns.shutdown();
     }
 
     /// Waits (at most `limit`) until every connection has closed and cleaned up (presence,
     /// `lastSeenAt`): WebSocket tasks outlive the HTTP server's drain.
     pub async fn closed(&self, limit: Duration) {
-        let until = tokio::time::Instant::now() + limit;
-        while !self.conns.lock().unwrap_or_else(|p| p.into_inner()).is_empty() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A name for connection `conn` that is unique across instances.
-    fn conn_name(&self, conn: ConnId) -> String {
-        format!("{}:{conn}", self.instance)
+        self.conns.closed(limit).await;
     }
 }
 
-/// Background work: the replay-buffer sweep, closing revoked sessions' connections, and with
-/// Redis the subscription that feeds the hub and the presence upkeep.
+fn live_sensors(device_id: Uuid) -> String {
+    format!("/live/sensors/{device_id}")
+}
+
+/// Background work: the sweep of paths and held events, closing revoked sessions'
+/// connections, the replay store's own tasks (with Redis, the subscription that feeds this
+/// process's subscribers) and, with Redis, the presence upkeep.
 pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let swept = state.clone();
@@ -207,33 +152,17 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         let mut rx = watched.auth.revocations.watch();
         loop {
             match rx.recv().await {
-                Ok(ids) => watched.realtime.close_sessions(|s| ids.contains(s)),
+                Ok(ids) => watched.realtime.conns.close_sessions(|s| ids.contains(s)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     let revocations = watched.auth.revocations.clone();
-                    watched.realtime.close_sessions(|s| revocations.is_revoked(s));
+                    watched.realtime.conns.close_sessions(|s| revocations.is_revoked(s));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     }));
-    if let Some(url) = state.config.redis_url.clone() {
-        let fed = state.clone();
-        tasks.push(crate::pubsub::subscribe(url, redis::CHANNEL, move |heard| match heard {
-            crate::pubsub::Heard::Message(payload) => redis::on_message(&fed.realtime.hub, payload),
-            // (Re)subscribed: events published while the subscription was down are read back
-            // from the replay streams. One lost in a still-running subscription shows as a gap
-            // in ids at the next event, which the connection fills the same way (or resets).
-            crate::pubsub::Heard::Subscribed => {
-                let caught = fed.clone();
-                tokio::spawn(async move {
-                    if let Some(redis) = &caught.redis
-                        && let Err(e) = redis::catch_up(redis, &caught.realtime.hub).await
-                    {
-                        tracing::warn!(error = %e, "realtime: could not catch up from Redis");
-                    }
-                });
-            }
-        }));
+    tasks.extend(state.realtime.hub.spawn());
+    if state.redis.is_some() {
         let kept = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(kept.config.realtime.ping_interval);

@@ -18,19 +18,20 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 
-use super::{
-    hub::Outlet,
-    session::{self, Authed, Out, Session},
-};
 use crate::{
     http::{AppError, error::FieldError},
+    realtime::{
+        hub::Outlet,
+        messages::{self, Authed, Out},
+        session::Session,
+    },
     state::AppState,
 };
 
 /// The query of `/realtime/sse` (documentation; parsed by hand, `path` repeats).
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
+#[expect(dead_code, reason = "read by hand from the raw query; the struct documents it")]
 pub struct SseQuery {
     /// A path to subscribe to; repeat for several (at most `REALTIME_MAX_SUBSCRIPTIONS`).
     pub path: Vec<String>,
@@ -162,9 +163,9 @@ async fn run(state: AppState, authed: Authed, paths: Vec<String>, since: Vec<Opt
             tokio::select! {
                 biased;
                 killed = outlet.wait_killed() => {
-                    let (_, words, why) = session::close_reason(killed);
+                    let (_, words, why) = messages::close_reason(killed);
                     if why != "shutdown" {
-                        out.send_last(session::error(None, why, words)).await;
+                        out.send_last(messages::error(None, why, words)).await;
                     }
                     break why;
                 }

@@ -14,11 +14,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until};
 
-use super::{
-    hub::CloseReason,
-    session::{self, Authed, Out, Session},
+use crate::{
+    http::AppError,
+    realtime::{
+        hub::{CloseReason, Outlet},
+        messages::{self, Authed, Out},
+        session::Session,
+    },
+    state::AppState,
 };
-use crate::{http::AppError, state::AppState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -94,7 +98,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
         match Authed::check(&state, &token) {
             Ok(authed) => phase = live(&state, authed).await,
             Err(e) => {
-                let _ = send(&mut socket, session::error(None, "unauthorized", &e.to_string())).await;
+                let _ = send(&mut socket, messages::error(None, "unauthorized", &e.to_string())).await;
                 close(&mut socket, 4001, "unauthorized").await;
                 return;
             }
@@ -126,7 +130,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
                     Message::Close(_) => break "client_closed",
                     Message::Ping(_) | Message::Pong(_) => continue,
                     Message::Binary(_) => {
-                        if send(&mut socket, session::error(None, "invalid", "messages are JSON text")).await.is_err() { break "write_failed" }
+                        if send(&mut socket, messages::error(None, "invalid", "messages are JSON text")).await.is_err() { break "write_failed" }
                         let _ = socket.flush().await;
                         continue;
                     }
@@ -171,7 +175,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break "write_failed" }
             }
             () = sleep_until(auth_deadline.unwrap_or_else(far)), if auth_deadline.is_some() => {
-                let _ = send(&mut socket, session::error(None, "unauthorized", "no auth message in time")).await;
+                let _ = send(&mut socket, messages::error(None, "unauthorized", "no auth message in time")).await;
                 close(&mut socket, 4001, "unauthorized").await;
                 break "unauthorized";
             }
@@ -194,7 +198,7 @@ async fn run(state: AppState, mut socket: WebSocket, token: Option<String>) {
 }
 
 /// Resolves when the connection is asked to close; never before authentication.
-async fn killed_of(outlet: &Option<std::sync::Arc<super::hub::Outlet>>) -> CloseReason {
+async fn killed_of(outlet: &Option<std::sync::Arc<Outlet>>) -> CloseReason {
     match outlet {
         Some(o) => o.wait_killed().await,
         None => std::future::pending().await,
@@ -204,10 +208,10 @@ async fn killed_of(outlet: &Option<std::sync::Arc<super::hub::Outlet>>) -> Close
 /// Closes for `killed`: an `error` saying why (not at shutdown) and the close frame, waiting up
 /// to `patience` for a client that is behind to read up to them.
 async fn closing(socket: &mut WebSocket, killed: CloseReason, patience: Duration) -> &'static str {
-    let (code, words, why) = session::close_reason(killed);
+    let (code, words, why) = messages::close_reason(killed);
     let wait = if killed == CloseReason::Shutdown { Duration::from_secs(2) } else { patience };
     if code != 1001 {
-        let _ = tokio::time::timeout(wait, send(socket, session::error(None, why, words))).await;
+        let _ = tokio::time::timeout(wait, send(socket, messages::error(None, why, words))).await;
     }
     close_within(socket, code, words, wait).await;
     why
@@ -230,7 +234,7 @@ async fn handle(
         Ok(m) => m,
         Err(e) => {
             let message = format!("not a message this server understands: {e}");
-            send(socket, session::error(None, "invalid", &message)).await?;
+            send(socket, messages::error(None, "invalid", &message)).await?;
             return Ok(None);
         }
     };
@@ -238,7 +242,7 @@ async fn handle(
         ClientMessage::Ping => send(socket, Out { text: r#"{"type":"pong"}"#.into(), at: None }).await?,
         ClientMessage::Auth { token } => match Authed::check(state, &token) {
             Err(e) => {
-                send(socket, session::error(None, "unauthorized", &e.to_string())).await?;
+                send(socket, messages::error(None, "unauthorized", &e.to_string())).await?;
                 close(socket, 4001, "unauthorized").await;
                 return Ok(Some("unauthorized"));
             }
@@ -248,7 +252,7 @@ async fn handle(
                     Phase::Waiting { .. } => *phase = live(state, authed).await,
                     Phase::Live { session, expires, grace } => {
                         if let Err(why) = session.reauth(&authed) {
-                            send(socket, session::error(None, "unauthorized", why)).await?;
+                            send(socket, messages::error(None, "unauthorized", why)).await?;
                             close(socket, 4001, "unauthorized").await;
                             return Ok(Some("unauthorized"));
                         }
@@ -265,11 +269,11 @@ async fn handle(
                     Phase::Live { .. } => "the access token expired; send a new auth message first",
                     Phase::Waiting { .. } => "send an auth message first",
                 };
-                send(socket, session::error(Some(&path), "unauthorized", why)).await?;
+                send(socket, messages::error(Some(&path), "unauthorized", why)).await?;
                 return Ok(None);
             };
             let Ok(since) = parse_since(since.as_ref()) else {
-                send(socket, session::error(Some(&path), "invalid", "since must be an event id")).await?;
+                send(socket, messages::error(Some(&path), "invalid", "since must be an event id")).await?;
                 return Ok(None);
             };
             for out in session.subscribe(&path, since).await {
@@ -278,7 +282,7 @@ async fn handle(
         }
         ClientMessage::Unsubscribe { path } => {
             let Phase::Live { session, .. } = phase else {
-                send(socket, session::error(Some(&path), "unauthorized", "send an auth message first")).await?;
+                send(socket, messages::error(Some(&path), "unauthorized", "send an auth message first")).await?;
                 return Ok(None);
             };
             let out = session.unsubscribe(&path);
