@@ -77,19 +77,6 @@ impl Realtime {
         }
     }
 
-    /// Whether readings of these devices may have subscribers: with Redis always (they may be
-    /// on another instance), in process when a device's path is active here.
-    pub fn watches_readings(&self, readings: &[crate::telemetry::store::Reading]) -> bool {
-        let mut last = None;
-        readings.iter().any(|r| {
-            if last == Some(r.device_id) {
-                return false;
-            }
-            last = Some(r.device_id);
-            self.hub.watches(&live_sensors(r.device_id))
-        })
-    }
-
     /// Accepted (new) readings on `/live/sensors/{deviceId}`: one event per device with any
     /// (`readings` is sorted by device, as the store leaves it).
     pub fn publish_readings(&self, readings: &[crate::telemetry::store::Reading]) {
