@@ -6,6 +6,9 @@
 //!   write telemetry and desired state; owners also manage members, chambers and devices.
 //! - A grower one does not belong to answers 404, as if it did not exist, so ids cannot be
 //!   probed. Being a member without enough rights answers 403.
+//! - A check that cannot be made (the database is down) fails as such, never as a refusal.
+
+use std::collections::HashSet;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
@@ -77,6 +80,31 @@ pub async fn member_role<C: ConnectionTrait>(
         .into_tuple::<MemberRole>()
         .one(db)
         .await
+}
+
+/// Of `growers`, the ones `user` may write to (send telemetry, set desired state), in one
+/// query: ADMIN all of them, a GROWER those they are a member of.
+pub async fn writable_growers<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    growers: &HashSet<GrowerId>,
+) -> Result<HashSet<GrowerId>, AccessError> {
+    require_greenhouses(user)?;
+    if user.is_admin() {
+        return Ok(growers.clone());
+    }
+    if growers.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = member::Entity::find()
+        .select_only()
+        .column(member::Column::GrowerId)
+        .filter(member::Column::UserId.eq(user.user_id))
+        .filter(member::Column::GrowerId.is_in(growers.iter().map(|g| g.0)))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(GrowerId).collect())
 }
 
 /// The growers a caller may see: `None` means all of them (ADMIN).

@@ -3,9 +3,10 @@
 //! their devices marked as seen.
 //!
 //! Who may send what (HTTP; the broker checks MQTT devices): a device only its own readings; a
-//! person only readings of devices in growers they may write to. A refused batch stores nothing.
+//! person only readings of devices in growers they may write to, checked for the whole batch
+//! at once. A refused batch stores nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::Utc;
 use sea_orm::{ColumnTrait, DbErr};
@@ -20,11 +21,8 @@ use super::{
 };
 use crate::{
     auth::AuthUser,
-    greenhouse::{
-        access::{self, Need},
-        devices::live_growers,
-        entity::device,
-    },
+    greenhouse::{access, devices::live_growers, entity::device},
+    ids::GrowerId,
     metrics::{RejectLabels, SourceLabels},
     state::AppState,
 };
@@ -49,22 +47,19 @@ pub async fn accept(state: &AppState, caller: &Caller, items: Vec<ItemIn>) -> Re
 }
 
 /// Fails naming (by first index) each device of `readings` that `user` may not write to: one
-/// that does not exist or is deleted, or is in a grower they may not write to.
+/// that does not exist or is deleted, or is in a grower they may not write to. One query finds
+/// the devices' growers, one which of those the user may write to; a failure of either is that
+/// failure (503 when the database is down), never a refusal.
 async fn check_user_may_write(state: &AppState, user: &AuthUser, readings: &[Reading]) -> Result<(), TelemetryError> {
     access::require_greenhouses(user)?;
     let ids: HashSet<Uuid> = readings.iter().map(|r| r.device_id).collect();
     let growers = live_growers(&state.db, device::Column::Id.is_in(ids)).await?;
-    let mut writable: HashMap<Uuid, bool> = HashMap::new();
-    if !user.is_admin() {
-        for grower_id in growers.values().copied().collect::<HashSet<_>>() {
-            let ok = access::grower(&state.db, user, grower_id, Need::Write).await.is_ok();
-            writable.insert(grower_id, ok);
-        }
-    }
+    let wanted: HashSet<GrowerId> = growers.values().copied().map(GrowerId).collect();
+    let writable = access::writable_growers(&state.db, user, &wanted).await?;
     let mut refused = Vec::new();
     let mut seen = HashSet::new();
     for (i, r) in readings.iter().enumerate() {
-        let ok = growers.get(&r.device_id).is_some_and(|g| user.is_admin() || writable.get(g) == Some(&true));
+        let ok = growers.get(&r.device_id).is_some_and(|g| writable.contains(&GrowerId(*g)));
         if !ok && seen.insert(r.device_id) {
             refused.push(i);
         }
