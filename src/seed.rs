@@ -71,7 +71,7 @@ async fn demo_greenhouse(db: &crate::db::Db) -> anyhow::Result<Vec<String>> {
     member::ActiveModel {
         grower_id: Set(grower_id),
         user_id: Set(owner.id),
-        role: Set("OWNER".into()),
+        role: Set(crate::greenhouse::MemberRole::Owner),
         created_at: Set(now),
     }
     .insert(db)

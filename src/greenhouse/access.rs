@@ -6,41 +6,22 @@
 //!   write telemetry and desired state; owners also manage members, chambers and devices.
 //! - A grower one does not belong to answers 404, as if it did not exist, so ids cannot be
 //!   probed. Being a member without enough rights answers 403.
+//! - A check that cannot be made (the database is down) fails as such, never as a refusal.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
-use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use super::entity::{device, grower, member};
+pub use super::entity::MemberRole;
+use super::{
+    entity::{device, grower, member},
+    error::AccessError,
+};
 use crate::{
     auth::{AuthUser, roles::Permission},
-    http::AppError,
+    ids::{GrowerId, UserId},
 };
-
-/// A member's role inside one grower.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum MemberRole {
-    Owner,
-    Member,
-}
-
-impl MemberRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberRole::Owner => "OWNER",
-            MemberRole::Member => "MEMBER",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "OWNER" => Some(MemberRole::Owner),
-            "MEMBER" => Some(MemberRole::Member),
-            _ => None,
-        }
-    }
-}
 
 /// What a route needs in a grower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +41,8 @@ pub struct Standing {
 }
 
 /// 403 for roles without greenhouse access at all (customers, vendors).
-pub fn require_greenhouses(user: &AuthUser) -> Result<(), AppError> {
-    user.require(Permission::UseGreenhouses)
+pub fn require_greenhouses(user: &AuthUser) -> Result<(), AccessError> {
+    if user.role.can(Permission::UseGreenhouses) { Ok(()) } else { Err(AccessError::NoGreenhouses) }
 }
 
 /// Checks that `user` may do `need` in grower `grower_id`.
@@ -70,40 +51,64 @@ pub async fn grower<C: ConnectionTrait>(
     user: &AuthUser,
     grower_id: Uuid,
     need: Need,
-) -> Result<Standing, AppError> {
+) -> Result<Standing, AccessError> {
     require_greenhouses(user)?;
-    let not_found = || AppError::NotFound("grower not found".into());
+    let not_found = || AccessError::NotFound("grower not found".into());
+    let role = member_role(db, GrowerId(grower_id), UserId(user.user_id)).await?;
     if user.is_admin() {
         let exists =
             grower::Entity::find_by_id(grower_id).select_only().column(grower::Column::Id).into_tuple::<Uuid>();
         exists.one(db).await?.ok_or_else(not_found)?;
-        let role = member_role(db, grower_id, user.user_id).await?;
         return Ok(Standing { role });
     }
-    let role = member_role(db, grower_id, user.user_id).await?.ok_or_else(not_found)?;
+    let role = role.ok_or_else(not_found)?;
     if need == Need::Manage && role != MemberRole::Owner {
-        return Err(AppError::Forbidden("only the grower's owners may do this".into()));
+        return Err(AccessError::OwnersOnly);
     }
     Ok(Standing { role: Some(role) })
 }
 
-/// The caller's role in a grower, if they are a member.
+/// The role of `user_id` in `grower_id`, if they are a member.
 pub async fn member_role<C: ConnectionTrait>(
     db: &C,
-    grower_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<MemberRole>, AppError> {
-    let role = member::Entity::find_by_id((grower_id, user_id))
+    grower_id: GrowerId,
+    user_id: UserId,
+) -> Result<Option<MemberRole>, DbErr> {
+    member::Entity::find_by_id((grower_id.0, user_id.0))
         .select_only()
         .column(member::Column::Role)
-        .into_tuple::<String>()
+        .into_tuple::<MemberRole>()
         .one(db)
+        .await
+}
+
+/// Of `growers`, the ones `user` may write to (send telemetry, set desired state), in one
+/// query: ADMIN all of them, a GROWER those they are a member of.
+pub async fn writable_growers<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    growers: &HashSet<GrowerId>,
+) -> Result<HashSet<GrowerId>, AccessError> {
+    require_greenhouses(user)?;
+    if user.is_admin() {
+        return Ok(growers.clone());
+    }
+    if growers.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = member::Entity::find()
+        .select_only()
+        .column(member::Column::GrowerId)
+        .filter(member::Column::UserId.eq(user.user_id))
+        .filter(member::Column::GrowerId.is_in(growers.iter().map(|g| g.0)))
+        .into_tuple::<Uuid>()
+        .all(db)
         .await?;
-    Ok(role.as_deref().and_then(MemberRole::parse))
+    Ok(rows.into_iter().map(GrowerId).collect())
 }
 
 /// The growers a caller may see: `None` means all of them (ADMIN).
-pub async fn visible_growers<C: ConnectionTrait>(db: &C, user: &AuthUser) -> Result<Option<Vec<Uuid>>, AppError> {
+pub async fn visible_growers<C: ConnectionTrait>(db: &C, user: &AuthUser) -> Result<Option<Vec<Uuid>>, AccessError> {
     require_greenhouses(user)?;
     if user.is_admin() {
         return Ok(None);
@@ -125,10 +130,11 @@ pub async fn device<C: ConnectionTrait>(
     user: &AuthUser,
     device_id: Uuid,
     need: Need,
-) -> Result<device::Model, AppError> {
+) -> Result<device::Model, AccessError> {
     require_greenhouses(user)?;
-    let d = find_live_device(db, device_id).await?.ok_or_else(|| AppError::NotFound("device not found".into()))?;
-    grower_of(db, user, d.grower_id, need, "device not found").await?;
+    let not_found = "device not found";
+    let d = find_live_device(db, device_id).await?.ok_or_else(|| AccessError::NotFound(not_found.into()))?;
+    grower_of(db, user, d.grower_id, need, not_found).await?;
     Ok(d)
 }
 
@@ -140,13 +146,14 @@ pub async fn grower_of<C: ConnectionTrait>(
     grower_id: Uuid,
     need: Need,
     not_found: &str,
-) -> Result<Standing, AppError> {
+) -> Result<Standing, AccessError> {
     match grower(db, user, grower_id, need).await {
-        Err(AppError::NotFound(_)) => Err(AppError::NotFound(not_found.into())),
+        Err(AccessError::NotFound(_)) => Err(AccessError::NotFound(not_found.into())),
         other => other,
     }
 }
 
-pub async fn find_live_device<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<device::Model>, sea_orm::DbErr> {
+/// A device that exists and is not deleted, whoever asks.
+pub async fn find_live_device<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<device::Model>, DbErr> {
     device::Entity::find_by_id(id).filter(device::Column::DeletedAt.is_null()).one(db).await
 }

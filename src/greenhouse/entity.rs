@@ -1,5 +1,7 @@
 //! `growers`, `grower_members`, `chambers` and `devices`.
 
+pub use member::MemberRole;
+
 pub mod grower {
     use sea_orm::entity::prelude::*;
 
@@ -21,6 +23,24 @@ pub mod grower {
 
 pub mod member {
     use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    // Stored as its wire spelling; migration `m20261206_000011_greenhouse_checks` refuses any
+    // other value. (Doc comments here would change the OpenAPI description.)
+    /// A member's role inside one grower.
+    #[derive(
+        Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, EnumIter, DeriveActiveEnum,
+    )]
+    #[serde(rename_all = "UPPERCASE")]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+    pub enum MemberRole {
+        // Manages members, chambers and devices.
+        #[sea_orm(string_value = "OWNER")]
+        Owner,
+        // Reads everything, writes telemetry and desired state.
+        #[sea_orm(string_value = "MEMBER")]
+        Member,
+    }
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "grower_members")]
@@ -29,7 +49,7 @@ pub mod member {
         pub grower_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
         pub user_id: Uuid,
-        pub role: String,
+        pub role: MemberRole,
         pub created_at: DateTimeUtc,
     }
 

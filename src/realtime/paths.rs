@@ -151,11 +151,11 @@ pub async fn authorize(state: &AppState, user: &AuthUser, path: &str) -> Result<
 // ---------------------------------------------------------------------------------------------
 
 async fn device_reader(state: &AppState, user: &AuthUser, id: Uuid) -> Result<(), AppError> {
-    access::device(&state.db, user, id, Need::Read).await.map(|_| ())
+    access::device(&state.db, user, id, Need::Read).await.map(|_| ()).map_err(AppError::from)
 }
 
 async fn grower_reader(state: &AppState, user: &AuthUser, id: Uuid) -> Result<(), AppError> {
-    access::grower(&state.db, user, id, Need::Read).await.map(|_| ())
+    access::grower(&state.db, user, id, Need::Read).await.map(|_| ()).map_err(AppError::from)
 }
 
 async fn own_orders(_: &AppState, user: &AuthUser, id: Uuid) -> Result<(), AppError> {

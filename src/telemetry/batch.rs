@@ -4,38 +4,28 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use uuid::Uuid;
 
-use super::store::Reading;
-use crate::http::{AppError, error::FieldError};
+use super::{TelemetryError, store::Reading, types::ItemIn};
+use crate::http::FieldError;
 
 /// At most this many readings per batch.
 pub const MAX_BATCH: usize = 5000;
 /// At most this many bad items are listed in `details`.
 const MAX_DETAILS: usize = 20;
 
-/// One reading as sent: `{deviceId, metric, value, ts}`. Unknown fields are ignored, so
-/// gateways may send more (units, quality flags) without breaking.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemIn {
-    /// Required over HTTP with a person's token; a device may leave it out (it means itself),
-    /// and on MQTT it defaults to the topic's device.
-    pub device_id: Option<Uuid>,
-    /// `^[a-z][a-z0-9_.]{0,63}$`, e.g. `temperature`, `soil.moisture_2`.
-    pub metric: String,
-    /// A finite number.
-    pub value: f64,
-    /// RFC 3339 (`2026-11-22T10:00:00Z`); kept to the microsecond.
-    pub ts: String,
-}
-
 /// How old or how far ahead a reading may be.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub backfill: Duration,
     pub max_future: Duration,
+}
+
+impl Window {
+    /// `TELEMETRY_BACKFILL_DAYS` and `TELEMETRY_MAX_FUTURE_SECS`, as configured.
+    pub fn of(cfg: &crate::config::TelemetryConfig) -> Self {
+        Window { backfill: cfg.backfill, max_future: cfg.max_future }
+    }
 }
 
 pub fn valid_metric(m: &str) -> bool {
@@ -46,10 +36,10 @@ pub fn valid_metric(m: &str) -> bool {
         && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'.')
 }
 
-/// Renames serde's `[3].value` paths to `items[3].value`.
-pub fn name_items(err: AppError) -> AppError {
-    match err {
-        AppError::BadRequest { message, details } => {
+/// Parses a JSON list of readings, naming bad items as `items[3].value` (serde says `[3].value`).
+pub fn parse_items(body: &[u8]) -> Result<Vec<ItemIn>, TelemetryError> {
+    crate::http::extract::parse_json(body).map_err(|e| match TelemetryError::bad_input(e) {
+        TelemetryError::Invalid { message, details } => {
             let rename = |f: String| if f.starts_with('[') { format!("items{f}") } else { f };
             let details: Vec<FieldError> =
                 details.into_iter().map(|d| FieldError::new(rename(d.field), d.message)).collect();
@@ -58,10 +48,10 @@ pub fn name_items(err: AppError) -> AppError {
                 Some(d) => format!("invalid {}: {}", d.field, d.message),
                 None => message,
             };
-            AppError::BadRequest { message, details }
+            TelemetryError::Invalid { message, details }
         }
         other => other,
-    }
+    })
 }
 
 /// Checks every item; on success, the readings to store. `default_device` fills a missing
@@ -71,9 +61,9 @@ pub fn validate(
     default_device: Option<Uuid>,
     now: DateTime<Utc>,
     window: Window,
-) -> Result<Vec<Reading>, AppError> {
+) -> Result<Vec<Reading>, TelemetryError> {
     if items.is_empty() || items.len() > MAX_BATCH {
-        return Err(AppError::invalid_field(
+        return Err(TelemetryError::invalid_field(
             "items",
             format!("must hold 1 to {MAX_BATCH} readings, not {}", items.len()),
         ));
@@ -121,7 +111,10 @@ pub fn validate(
         }
     }
     if let Some(first) = details.first() {
-        return Err(AppError::BadRequest { message: format!("invalid {}: {}", first.field, first.message), details });
+        return Err(TelemetryError::Invalid {
+            message: format!("invalid {}: {}", first.field, first.message),
+            details,
+        });
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ mod binary;
 mod conventions;
 mod fixtures;
 mod greenhouse;
+mod greenhouse_domain;
 mod health;
 mod helpers;
 mod identity_flows;

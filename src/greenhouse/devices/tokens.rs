@@ -9,13 +9,27 @@
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::Utc;
 use rand::RngCore;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::entity::device;
-use crate::{http::AppError, state::AppState};
+use crate::{
+    auth::{AuthUser, ClientMeta},
+    db::Db,
+    greenhouse::{
+        GreenhouseError,
+        access::{self, Need},
+        audit,
+        entity::device,
+    },
+    http::AppError,
+    ids::{DeviceId, GrowerId},
+    state::AppState,
+};
 
 const PREFIX: &str = "mdt_";
 
@@ -50,8 +64,8 @@ fn split(token: &str) -> Option<(&str, &str)> {
 /// An authenticated device (or the gateway speaking for it).
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceAuth {
-    pub device_id: Uuid,
-    pub grower_id: Uuid,
+    pub device_id: DeviceId,
+    pub grower_id: GrowerId,
 }
 
 /// Checks a device token against the store: one indexed lookup, a constant-time comparison.
@@ -68,7 +82,30 @@ pub async fn verify<C: ConnectionTrait>(db: &C, token: &str) -> Result<Option<De
     let Some((device_id, grower_id, stored)) = row else { return Ok(None) };
     let given = hash_secret(secret);
     Ok(crate::util::constant_time_eq(given.as_bytes(), stored.as_bytes())
-        .then_some(DeviceAuth { device_id, grower_id }))
+        .then_some(DeviceAuth { device_id: DeviceId(device_id), grower_id: GrowerId(grower_id) }))
+}
+
+/// Issues a new token for a device (owners and ADMIN); the old one stops working at once.
+/// The device and the new token, to show once.
+pub async fn rotate(
+    db: &Db,
+    me: &AuthUser,
+    client: &ClientMeta,
+    id: Uuid,
+) -> Result<(device::Model, IssuedToken), GreenhouseError> {
+    let txn = db.begin_write().await?;
+    let d = access::device(&txn, me, id, Need::Manage).await?;
+    let token = issue();
+    let now = Utc::now();
+    let mut active: device::ActiveModel = d.into();
+    active.token_id = Set(token.id.clone());
+    active.token_hash = Set(token.hash.clone());
+    active.token_rotated_at = Set(now);
+    active.updated_at = Set(now);
+    let d = active.update(&txn).await?;
+    audit::record(&txn, me, client, "device.token_rotated", ("device", id), None).await?;
+    txn.commit().await?;
+    Ok((d, token))
 }
 
 /// The token of an `Authorization: Device <token>` header, if that is the scheme used.
@@ -83,7 +120,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
         let token = device_token(parts).ok_or_else(|| AppError::Unauthorized("missing device token".into()))?;
         let auth =
             verify(&state.db, token).await?.ok_or_else(|| AppError::Unauthorized("invalid device token".into()))?;
-        state.greenhouse.seen(&state.db, &[auth.device_id]).await;
+        state.greenhouse.seen(&state.db, &[auth.device_id.0]).await;
         Ok(auth)
     }
 }
