@@ -80,7 +80,7 @@ pub static PATHS: &[PathKind] = &[
     PathKind {
         pattern: "/presence/{id}",
         authorize: |s, u, id| Box::pin(grower_reader(s, u, id)),
-        snapshot: |s, id| Box::pin(super::presence::snapshot(s, id)),
+        snapshot: |s, id| Box::pin(async move { Ok(super::presence::snapshot(s, id.into()).await?) }),
     },
     PathKind {
         pattern: "/orders/{id}",
