@@ -54,7 +54,7 @@ impl Realtime {
     pub fn new(config: &crate::Config, metrics: Arc<Metrics>) -> Self {
         Self {
             hub: Hub::new(&config.realtime, config.redis_url.as_ref(), metrics.clone()),
-            presence: presence::Presence::default(),
+            presence: presence::Presence::new(&config.realtime, config.redis_url.as_ref()),
             conns: conns::Connections::new(config.realtime.queue),
             metrics,
         }
@@ -121,7 +121,7 @@ fn live_sensors(device_id: Uuid) -> String {
 
 /// Background work: the sweep of paths and held events, closing revoked sessions'
 /// connections, the replay store's own tasks (with Redis, the subscription that feeds this
-/// process's subscribers) and, with Redis, the presence upkeep.
+/// process's subscribers) and the presence store's upkeep.
 pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let swept = state.clone();
@@ -149,18 +149,16 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     }));
     tasks.extend(state.realtime.hub.spawn());
-    if state.redis.is_some() {
-        let kept = state.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(kept.config.realtime.ping_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = kept.realtime.presence.upkeep(&kept).await {
-                    tracing::warn!(error = %e, "presence upkeep in Redis failed");
-                }
+    let kept = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(kept.config.realtime.ping_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = kept.realtime.presence.upkeep(&kept).await {
+                tracing::warn!(error = %e, "presence upkeep failed");
             }
-        }));
-    }
+        }
+    }));
     tasks
 }

@@ -18,6 +18,7 @@ mod mqtt;
 mod notifications;
 mod probe;
 mod realtime;
+mod realtime_presence;
 mod realtime_replay;
 mod rt_client;
 mod shop_catalogue;

@@ -3,7 +3,7 @@
 //! it Redis does ([`Redis`]), so that every instance agrees. Everything above this module (the
 //! hub's resume decision, sessions, transports) is written once, against the trait.
 
-use std::{future::Future, pin::Pin};
+use futures_util::future::BoxFuture;
 
 use super::outlet::Delivery;
 
@@ -12,8 +12,6 @@ mod redis;
 
 pub use memory::Memory;
 pub use redis::Redis;
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What [`Replay::current`] answers.
 pub type Current<'a> = BoxFuture<'a, Result<u64, Unavailable>>;
@@ -57,12 +55,7 @@ pub trait Replay: Send + Sync {
     fn current<'a>(&'a self, path: &'a str) -> Current<'a>;
 
     /// The events of `path` after `after` up to `upto`, when every one of them is still held.
-    fn held<'a>(
-        &'a self,
-        path: &'a str,
-        after: u64,
-        upto: u64,
-    ) -> BoxFuture<'a, Result<Option<Vec<Delivery>>, Unavailable>>;
+    fn held<'a>(&'a self, path: &'a str, after: u64, upto: u64) -> Held<'a>;
 
     /// Periodic upkeep: forgets what is no longer held.
     fn sweep(&self);

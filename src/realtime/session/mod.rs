@@ -50,7 +50,7 @@ impl Session {
             outlet.kill(CloseReason::Revoked);
         }
         state.metrics.realtime_connections.get_or_create(&crate::metrics::TransportLabels { transport }).inc();
-        let presence = match rt.presence.join(state, rt.conns.name(conn), user.user_id).await {
+        let presence = match rt.presence.join(state, rt.conns.name(conn), user.user_id.into()).await {
             Ok(m) => Some(m),
             Err(e) => {
                 tracing::warn!(error = %e, "presence unavailable for a new connection");

@@ -3,7 +3,8 @@
 //! entry id, trimmed to `REALTIME_REPLAY_EVENTS` and expiring `REALTIME_REPLAY_SECS` after the
 //! last event) and publishes it on [`CHANNEL`], all atomically: ids, the replay buffer and the
 //! order in which every instance hears events agree. A versioned path (desired state) also
-//! keeps its last version (`…:v`) and drops an older one.
+//! keeps its last version (`…:v`) and drops an older one. The counter and the version expire
+//! when the path has been quiet for [`super::keys::ttl`] (see there why that is safe).
 //!
 //! Writers never wait: events go through a bounded queue to one task per process that sends
 //! them in pipelined batches; a full queue drops the event and counts it.
@@ -12,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::keys;
+use super::keys::{self, keys};
 use crate::{metrics::Metrics, realtime::replay::id_origin, state};
 
 /// The channel every instance hears every event on.
@@ -33,6 +34,8 @@ else
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id .. '-0', 'd', ARGV[2], 'v', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
 redis.call('PUBLISH', ARGV[5], ARGV[7] .. '\n' .. id .. '\n' .. ARGV[6] .. '\n' .. ARGV[2])
 return 1
 ";
@@ -118,7 +121,8 @@ impl Sending {
                 .arg(self.window.as_millis() as u64)
                 .arg(CHANNEL)
                 .arg(e.version.map(|v| v.to_string()).unwrap_or_default())
-                .arg(&e.path);
+                .arg(&e.path)
+                .arg(keys::ttl(self.window).as_millis() as u64);
             pipe.invoke_script(&inv).ignore();
         }
         pipe.query_async::<()>(&mut conn).await

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Current, Held, Publish, Replay, id_origin};
+use super::{Current, Held, Publish, Replay};
 use crate::{
     config::Secret,
     metrics::Metrics,
@@ -23,19 +23,9 @@ use crate::{
 };
 
 mod bus;
+mod keys;
 
-/// Makes sure the path's counter exists (so the first event follows the snapshot's id without a
-/// gap) and returns it.
-const CURRENT: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
-";
-
-/// A path's counter, replay stream and last version. The braces are a hash tag: a path's keys
-/// stay on one Redis Cluster slot.
-fn keys(path: &str) -> [String; 3] {
-    [format!("mash:rt:{{{path}}}:n"), format!("mash:rt:{{{path}}}:s"), format!("mash:rt:{{{path}}}:v")]
-}
+use keys::keys;
 
 /// Ids and held events in Redis, shared by every instance.
 pub struct Redis {
@@ -81,11 +71,7 @@ impl Replay for Redis {
     }
 
     fn current<'a>(&'a self, path: &'a str) -> Current<'a> {
-        Box::pin(async move {
-            let mut conn = self.redis.conn().await?;
-            let [n, _, _] = keys(path);
-            Ok(redis::Script::new(CURRENT).key(n).arg(id_origin() - 1).invoke_async(&mut conn).await?)
-        })
+        Box::pin(async move { Ok(keys::current(&self.redis, path, keys::ttl(self.window)).await?) })
     }
 
     fn held<'a>(&'a self, path: &'a str, after: u64, upto: u64) -> Held<'a> {
@@ -108,7 +94,8 @@ impl Replay for Redis {
                 });
             }
         };
-        vec![crate::pubsub::subscribe(self.url.clone(), bus::CHANNEL, heard)]
+        let renewing = keys::renewing(self.redis.clone(), self.topics.clone(), keys::ttl(self.window));
+        vec![crate::pubsub::subscribe(self.url.clone(), bus::CHANNEL, heard), renewing]
     }
 }
 

@@ -1,4 +1,5 @@
-//! The WebSocket transport: `GET /realtime`.
+//! The WebSocket transport, `GET /realtime`: one connection's loop (the auth deadline, pings and
+//! the idle timeout, token expiry, deliveries); what the client sends is handled in `client`.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use axum::{
 };
 use futures_util::SinkExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
 use crate::{
@@ -23,6 +24,10 @@ use crate::{
     },
     state::AppState,
 };
+
+mod client;
+
+use client::handle;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -49,26 +54,6 @@ pub async fn realtime(
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
         .on_upgrade(move |socket| run(state, socket, q.access_token)))
-}
-
-/// What the client may send.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
-    Auth { token: String },
-    Subscribe { path: String, since: Option<Value> },
-    Unsubscribe { path: String },
-    Ping,
-}
-
-/// `since` as a string or a number.
-fn parse_since(v: Option<&Value>) -> Result<Option<u64>, ()> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or(()),
-        Some(_) => Err(()),
-    }
 }
 
 async fn send(socket: &mut WebSocket, out: Out) -> Result<(), axum::Error> {
@@ -221,73 +206,4 @@ async fn live(state: &AppState, authed: Authed) -> Phase {
     let expires = Instant::now() + authed.remaining();
     let session = Box::new(Session::open(state, authed.user, "ws").await);
     Phase::Live { session, expires, grace: None }
-}
-
-/// Handles one client message; `Some(reason)` ends the connection.
-async fn handle(
-    state: &AppState,
-    socket: &mut WebSocket,
-    phase: &mut Phase,
-    text: &str,
-) -> Result<Option<&'static str>, axum::Error> {
-    let msg = match serde_json::from_str::<ClientMessage>(text) {
-        Ok(m) => m,
-        Err(e) => {
-            let message = format!("not a message this server understands: {e}");
-            send(socket, messages::error(None, "invalid", &message)).await?;
-            return Ok(None);
-        }
-    };
-    match msg {
-        ClientMessage::Ping => send(socket, Out { text: r#"{"type":"pong"}"#.into(), at: None }).await?,
-        ClientMessage::Auth { token } => match Authed::check(state, &token) {
-            Err(e) => {
-                send(socket, messages::error(None, "unauthorized", &e.to_string())).await?;
-                close(socket, 4001, "unauthorized").await;
-                return Ok(Some("unauthorized"));
-            }
-            Ok(authed) => {
-                let ok = authed.ok_message();
-                match phase {
-                    Phase::Waiting { .. } => *phase = live(state, authed).await,
-                    Phase::Live { session, expires, grace } => {
-                        if let Err(why) = session.reauth(&authed) {
-                            send(socket, messages::error(None, "unauthorized", why)).await?;
-                            close(socket, 4001, "unauthorized").await;
-                            return Ok(Some("unauthorized"));
-                        }
-                        *expires = Instant::now() + authed.remaining();
-                        *grace = None;
-                    }
-                }
-                send(socket, ok).await?;
-            }
-        },
-        ClientMessage::Subscribe { path, since } => {
-            let Phase::Live { session, grace: None, .. } = phase else {
-                let why = match phase {
-                    Phase::Live { .. } => "the access token expired; send a new auth message first",
-                    Phase::Waiting { .. } => "send an auth message first",
-                };
-                send(socket, messages::error(Some(&path), "unauthorized", why)).await?;
-                return Ok(None);
-            };
-            let Ok(since) = parse_since(since.as_ref()) else {
-                send(socket, messages::error(Some(&path), "invalid", "since must be an event id")).await?;
-                return Ok(None);
-            };
-            for out in session.subscribe(&path, since).await {
-                send(socket, out).await?;
-            }
-        }
-        ClientMessage::Unsubscribe { path } => {
-            let Phase::Live { session, .. } = phase else {
-                send(socket, messages::error(Some(&path), "unauthorized", "send an auth message first")).await?;
-                return Ok(None);
-            };
-            let out = session.unsubscribe(&path);
-            send(socket, out).await?;
-        }
-    }
-    Ok(None)
 }

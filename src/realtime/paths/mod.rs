@@ -1,26 +1,21 @@
 //! Every realtime path in one table: its pattern, who may subscribe, and how its snapshot is
 //! read. A new path is one entry in [`PATHS`] plus a test.
 
-use std::{collections::BTreeMap, future::Future, pin::Pin};
-
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde_json::{Value, json};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    alerts::{AlertOut, entity::alert},
     auth::AuthUser,
-    greenhouse::{
-        access::{self, Need},
-        devices::{LatestValue, in_sync},
-        entity::device,
-    },
+    greenhouse::access::{self, Need},
     http::AppError,
-    shop::{entity::order, orders},
     state::AppState,
 };
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+mod snapshot;
+
+use snapshot::{desired, live_sensors, open_alerts, open_orders, reported};
+pub use snapshot::{desired_data, reported_data};
 
 /// Why a subscription was refused, as the `error` message says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +75,7 @@ pub static PATHS: &[PathKind] = &[
     PathKind {
         pattern: "/presence/{id}",
         authorize: |s, u, id| Box::pin(grower_reader(s, u, id)),
-        snapshot: |s, id| Box::pin(super::presence::snapshot(s, id)),
+        snapshot: |s, id| Box::pin(async move { Ok(super::presence::snapshot(s, id.into()).await?) }),
     },
     PathKind {
         pattern: "/orders/{id}",
@@ -160,81 +155,6 @@ async fn grower_reader(state: &AppState, user: &AuthUser, id: Uuid) -> Result<()
 
 async fn own_orders(_: &AppState, user: &AuthUser, id: Uuid) -> Result<(), AppError> {
     if user.is_admin() || user.user_id == id { Ok(()) } else { Err(AppError::Forbidden("not your orders".into())) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Snapshots
-// ---------------------------------------------------------------------------------------------
-
-fn plain(data: Value) -> Snapshot {
-    Snapshot { data, version: None, changed_at: None }
-}
-
-async fn live_device(state: &AppState, id: Uuid) -> Result<device::Model, AppError> {
-    access::find_live_device(&state.db, id).await?.ok_or_else(|| AppError::NotFound("device not found".into()))
-}
-
-async fn live_sensors(state: &AppState, id: Uuid) -> Result<Snapshot, AppError> {
-    let latest = crate::telemetry::store::latest(&state.db, id).await?;
-    let reported: BTreeMap<String, LatestValue> =
-        latest.into_iter().map(|(metric, value, ts)| (metric, LatestValue { value, ts })).collect();
-    Ok(plain(json!({ "deviceId": id, "reported": reported })))
-}
-
-/// `{deviceId, desired, desiredVersion}`: the snapshot and every event of `/controls/{id}/desired`.
-pub fn desired_data(id: Uuid, desired: &Value, version: i64) -> Value {
-    json!({ "deviceId": id, "desired": desired, "desiredVersion": version })
-}
-
-async fn desired(state: &AppState, id: Uuid) -> Result<Snapshot, AppError> {
-    let d = live_device(state, id).await?;
-    Ok(Snapshot {
-        data: desired_data(id, &d.desired, d.desired_version),
-        version: Some(d.desired_version),
-        changed_at: d.desired_updated_at,
-    })
-}
-
-/// The snapshot and every event of `/controls/{id}/reported`.
-pub fn reported_data(d: &device::Model) -> Value {
-    json!({
-        "deviceId": d.id,
-        "reported": d.reported_state,
-        "reportedVersion": d.reported_version,
-        "reportedAt": d.reported_at,
-        "inSync": in_sync(d),
-    })
-}
-
-async fn reported(state: &AppState, id: Uuid) -> Result<Snapshot, AppError> {
-    Ok(plain(reported_data(&live_device(state, id).await?)))
-}
-
-async fn open_alerts(state: &AppState, grower_id: Uuid) -> Result<Snapshot, AppError> {
-    let alerts: Vec<AlertOut> = alert::Entity::find()
-        .filter(alert::Column::GrowerId.eq(grower_id))
-        .filter(alert::Column::Status.ne(alert::RESOLVED))
-        .order_by_asc(alert::Column::CreatedAt)
-        .order_by_asc(alert::Column::Id)
-        .all(&state.db)
-        .await?
-        .iter()
-        .map(AlertOut::from)
-        .collect();
-    Ok(plain(json!({ "alerts": alerts })))
-}
-
-async fn open_orders(state: &AppState, user_id: Uuid) -> Result<Snapshot, AppError> {
-    let open = [orders::OrderStatus::Pending.as_str(), orders::OrderStatus::Paid.as_str()];
-    let rows = order::Entity::find()
-        .filter(order::Column::UserId.eq(user_id))
-        .filter(order::Column::Status.is_in(open))
-        .order_by_asc(order::Column::CreatedAt)
-        .order_by_asc(order::Column::Id)
-        .all(&state.db)
-        .await?;
-    let orders = orders::orders_out(&state.db, &rows).await?;
-    Ok(plain(json!({ "orders": orders })))
 }
 
 #[cfg(test)]
