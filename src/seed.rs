@@ -245,13 +245,13 @@ async fn upsert(db: &crate::db::Db, email: &str, name: &str, role: Role, pw: &st
         Some(existing) => {
             let mut active: user::ActiveModel = existing.into();
             active.password_hash = Set(Some(hash));
-            active.role = Set(role.as_str().to_string());
+            active.role = Set(role);
             active.disabled_at = Set(None);
             active.deleted_at = Set(None);
             active.email_verified = Set(true);
             active.updated_at = Set(now);
             active.update(db).await?;
-            Ok(format!("{}: {email} updated", role.as_str()))
+            Ok(format!("{}: {email} updated", role.name()))
         }
         None => {
             crate::users::NewUser {
@@ -265,7 +265,7 @@ async fn upsert(db: &crate::db::Db, email: &str, name: &str, role: Role, pw: &st
             .into_active(Uuid::now_v7())
             .insert(db)
             .await?;
-            Ok(format!("{}: {email} created", role.as_str()))
+            Ok(format!("{}: {email} created", role.name()))
         }
     }
 }

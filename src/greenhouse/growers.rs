@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     audit::{self, Entry},
-    auth::{AuthUser, Authorized, ClientMeta, Role, perm},
+    auth::{AuthUser, Authorized, ClientMeta, perm},
     http::{AppError, Json, ListParams, Page, Path, Query, Valid},
     state::AppState,
     users::{entity::user, not_blank},
@@ -265,7 +265,7 @@ async fn add_member(
     let u = crate::users::find_live(&txn, input.user_id)
         .await?
         .ok_or_else(|| AppError::Unprocessable("userId: no such user".into()))?;
-    if !Role::parse(&u.role).is_some_and(|r| r.can(crate::auth::Permission::UseGreenhouses)) {
+    if !u.role.can(crate::auth::Permission::UseGreenhouses) {
         return Err(AppError::Unprocessable("userId: only GROWER (or ADMIN) users can be members of a grower".into()));
     }
     if access::member_role(&txn, id, u.id).await?.is_some() {

@@ -111,9 +111,6 @@ macro_rules! routes {
 fn documented() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::<AppState>::new()
         .merge(crate::auth::router())
-        .merge(crate::auth::mfa::router())
-        .merge(crate::auth::email::router())
-        .merge(crate::auth::oidc::router())
         .merge(crate::users::router())
         .merge(crate::greenhouse::router())
         .merge(crate::telemetry::router())
