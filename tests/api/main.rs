@@ -15,6 +15,7 @@ mod mfa;
 mod migrations;
 mod mqtt;
 mod notifications;
+mod platform_domain;
 mod probe;
 mod realtime;
 mod rt_client;
