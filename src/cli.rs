@@ -61,7 +61,8 @@ pub enum MigrateAction {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Openapi = command {
-        // Needs no configuration and no database.
+        // Needs no configuration and no database: built on demand, never cached (see
+        // `http::router::openapi`).
         let doc = crate::http::router::openapi().to_pretty_json()?;
         println!("{doc}");
         return Ok(());

@@ -36,6 +36,8 @@ pub struct Inner {
     pub shop: ShopState,
     /// Users as the API shows them, read in batches (`GET /users/me`).
     pub user_views: crate::users::Views,
+    /// `/openapi.json` as served: built and serialized at its first request, then kept.
+    pub openapi_json: OnceCell<axum::body::Bytes>,
 }
 
 impl Deref for AppState {
@@ -63,6 +65,7 @@ impl AppState {
         let user_views = crate::users::views(&db, config.database.max_connections, &metrics);
         Ok(Self(Arc::new(Inner {
             user_views,
+            openapi_json: OnceCell::new(),
             realtime,
             mailer: mail::Transport::from_config(&config)?,
             clock: Clock::default(),

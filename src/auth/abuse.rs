@@ -21,7 +21,8 @@ use std::{
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::{config::AuthConfig, http::AppError, state::Redis};
+use super::AuthError;
+use crate::{config::AuthConfig, state::Redis};
 
 pub struct Abuse {
     /// Failed logins per account (bounded: attackers choose the keys).
@@ -43,22 +44,16 @@ impl Abuse {
         }
     }
 
-    fn locked_error(retry_after: Duration) -> AppError {
-        AppError::TooManyRequests {
-            message: "too many failed logins for this account; try again later".into(),
-            retry_after_secs: retry_after.as_secs().max(1),
-        }
+    fn locked_error(retry_after: Duration) -> AuthError {
+        AuthError::AccountLocked { retry_after_secs: retry_after.as_secs().max(1) }
     }
 
-    fn ip_error(retry_after: Duration) -> AppError {
-        AppError::TooManyRequests {
-            message: "too many requests from this address; slow down".into(),
-            retry_after_secs: retry_after.as_secs().max(1),
-        }
+    fn ip_error(retry_after: Duration) -> AuthError {
+        AuthError::RateLimited { retry_after_secs: retry_after.as_secs().max(1) }
     }
 
     /// 429 when the account's password login is locked.
-    pub async fn check_account(&self, redis: Option<&Redis>, email: &str) -> Result<(), AppError> {
+    pub async fn check_account(&self, redis: Option<&Redis>, email: &str) -> Result<(), AuthError> {
         if let Some(redis) = redis {
             let ttl: i64 = redis_query(redis, redis::cmd("PTTL").arg(lock_key(email))).await.unwrap_or(-2);
             return if ttl > 0 { Err(Self::locked_error(Duration::from_millis(ttl as u64))) } else { Ok(()) };
@@ -73,7 +68,7 @@ impl Abuse {
     }
 
     /// Records a failed password login; returns the lockout error when this one locks the account.
-    pub async fn record_failure(&self, redis: Option<&Redis>, email: &str) -> Option<AppError> {
+    pub async fn record_failure(&self, redis: Option<&Redis>, email: &str) -> Option<AuthError> {
         let lock_for = self.cfg.lockout_duration;
         if let Some(redis) = redis {
             let key = fail_key(email);
@@ -119,7 +114,7 @@ impl Abuse {
     }
 
     /// The per-IP check of a sign-in route, for a client whose address is known.
-    pub async fn check_client(&self, redis: Option<&Redis>, client: &super::ClientMeta) -> Result<(), AppError> {
+    pub async fn check_client(&self, redis: Option<&Redis>, client: &super::ClientMeta) -> Result<(), AuthError> {
         match client.ip {
             Some(ip) => self.check_ip(redis, ip).await,
             None => Ok(()),
@@ -127,7 +122,7 @@ impl Abuse {
     }
 
     /// 429 when this client IP went over the per-minute budget of the sign-in routes.
-    pub async fn check_ip(&self, redis: Option<&Redis>, ip: IpAddr) -> Result<(), AppError> {
+    pub async fn check_ip(&self, redis: Option<&Redis>, ip: IpAddr) -> Result<(), AuthError> {
         if let Some(redis) = redis {
             let now = chrono::Utc::now().timestamp();
             let window = now / 60;

@@ -1,5 +1,39 @@
 //! Identity tables other than `users`: login devices, sessions, refresh tokens, MFA state,
-//! and single-use email tokens.
+//! and single-use email tokens; and the closed sets of values their text columns hold.
+
+use sea_orm::{DeriveActiveEnum, EnumIter, sea_query::StringLen};
+
+/// Why a session ended, kept in `sessions.revoked_reason` (a CHECK keeps other values out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum RevokeReason {
+    #[sea_orm(string_value = "logout")]
+    Logout,
+    #[sea_orm(string_value = "deleted")]
+    Deleted,
+    #[sea_orm(string_value = "password_changed")]
+    PasswordChanged,
+    #[sea_orm(string_value = "password_reset")]
+    PasswordReset,
+    #[sea_orm(string_value = "disabled")]
+    Disabled,
+    #[sea_orm(string_value = "role_changed")]
+    RoleChanged,
+    #[sea_orm(string_value = "refresh_reuse")]
+    RefreshReuse,
+    #[sea_orm(string_value = "user_deleted")]
+    UserDeleted,
+}
+
+/// What a single-use email token is for, kept in `one_time_tokens.purpose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Purpose {
+    #[sea_orm(string_value = "email_verify")]
+    EmailVerify,
+    #[sea_orm(string_value = "password_reset")]
+    PasswordReset,
+}
 
 macro_rules! entity {
     ($module:ident, $table:literal, { $($field:ident : $ty:ty),* $(,)? }) => {
@@ -40,6 +74,7 @@ entity!(session, "sessions", {
     last_used_at: DateTimeUtc,
     expires_at: DateTimeUtc,
     revoked_at: Option<DateTimeUtc>,
+    // Written only as a `RevokeReason` (see `sessions::revoke_where`); the model reads the text.
     revoked_reason: Option<String>,
 });
 
@@ -69,7 +104,7 @@ entity!(mfa_challenge, "mfa_challenges", {
 
 entity!(one_time_token, "one_time_tokens", {
     user_id: Uuid,
-    purpose: String,
+    purpose: super::Purpose,
     token_hash: String,
     created_at: DateTimeUtc,
     expires_at: DateTimeUtc,

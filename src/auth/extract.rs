@@ -10,6 +10,7 @@ use axum::{
 use uuid::Uuid;
 
 use super::{
+    AuthError,
     roles::{Role, perm::Required},
     tokens::TokenError,
 };
@@ -28,7 +29,7 @@ impl AuthUser {
         self.role == Role::Admin
     }
 
-    /// 403 unless the role holds `permission`.
+    /// 403 unless the role holds `permission`: the refusal of [`Authorized`], so an `AppError`.
     pub fn require(&self, permission: super::roles::Permission) -> Result<(), AppError> {
         if self.role.can(permission) {
             Ok(())
@@ -52,22 +53,22 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// Verifies an access token and checks that its session is not revoked. No database round trip.
-pub fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+pub fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AuthError> {
     authenticate_until(state, token).map(|(user, _)| user)
 }
 
 /// [`authenticate`], also returning when the token expires (seconds since the epoch), for
 /// connections that outlive it.
-pub fn authenticate_until(state: &AppState, token: &str) -> Result<(AuthUser, i64), AppError> {
+pub fn authenticate_until(state: &AppState, token: &str) -> Result<(AuthUser, i64), AuthError> {
     let claims = state.auth.verified.verify(&state.auth.keys, token).map_err(|e| {
         tracing::debug!(reason = %e, "access token refused");
-        AppError::Unauthorized(match e {
-            TokenError::Expired => "access token expired".into(),
-            TokenError::UnknownKey | TokenError::Invalid => "invalid access token".into(),
-        })
+        match e {
+            TokenError::Expired => AuthError::AccessTokenExpired,
+            TokenError::UnknownKey | TokenError::Invalid => AuthError::InvalidAccessToken,
+        }
     })?;
     if state.auth.revocations.is_revoked(&claims.sid) {
-        return Err(AppError::Unauthorized("session has been revoked".into()));
+        return Err(AuthError::SessionRevoked);
     }
     Ok((AuthUser { user_id: claims.sub, session_id: claims.sid, role: claims.role }, claims.exp))
 }
@@ -79,7 +80,7 @@ impl FromRequestParts<AppState> for AuthUser {
         if let Some(user) = parts.extensions.get::<AuthUser>() {
             return Ok(user.clone());
         }
-        let token = bearer(parts).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+        let token = bearer(parts).ok_or(AuthError::MissingBearer)?;
         let user = authenticate(state, token)?;
         parts.extensions.insert(user.clone());
         Ok(user)

@@ -1,35 +1,37 @@
 //! Roles and what each may do. The table is code, reviewed like code; handlers ask for a
 //! permission through the `Authorized<P>` extractor, never for a role.
+//!
+//! A role is stored in `users.role` as its name (`ADMIN`, …), the same name it has on the wire;
+//! a CHECK (triggers on SQLite) keeps any other value out of the column.
 
+use sea_orm::{ActiveEnum, DeriveActiveEnum, EnumIter, sea_query::StringLen};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, EnumIter, DeriveActiveEnum,
+)]
 #[serde(rename_all = "UPPERCASE")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum Role {
+    #[sea_orm(string_value = "ADMIN")]
     Admin,
+    #[sea_orm(string_value = "GROWER")]
     Grower,
+    #[sea_orm(string_value = "CUSTOMER")]
     Customer,
+    #[sea_orm(string_value = "VENDOR")]
     Vendor,
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "ADMIN",
-            Role::Grower => "GROWER",
-            Role::Customer => "CUSTOMER",
-            Role::Vendor => "VENDOR",
-        }
+    /// The role's name, as stored and as on the wire (`ADMIN`).
+    pub fn name(self) -> String {
+        self.to_value()
     }
 
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "ADMIN" => Some(Role::Admin),
-            "GROWER" => Some(Role::Grower),
-            "CUSTOMER" => Some(Role::Customer),
-            "VENDOR" => Some(Role::Vendor),
-            _ => None,
-        }
+    /// The role of this name; `None` for anything else (names are case-sensitive).
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::try_from_value(&name.to_owned()).ok()
     }
 
     /// Whether this role holds `permission`.
@@ -38,9 +40,49 @@ impl Role {
     }
 }
 
-/// Everything a route can require beyond being signed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
+/// A role equals its stored name: `row.role == "ADMIN"`.
+impl PartialEq<&str> for Role {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_value() == *other
+    }
+}
+
+/// Declares the permissions once: the enum, the list of all of them, and a type-level marker
+/// of each for `Authorized<perm::X>`.
+macro_rules! permissions {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Everything a route can require beyond being signed in.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Permission {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Permission {
+            /// Every permission.
+            pub const ALL: &'static [Permission] = &[$(Permission::$name),*];
+        }
+
+        /// Type-level permissions for the `Authorized<P>` extractor.
+        pub mod perm {
+            use super::Permission;
+
+            /// A permission known at compile time.
+            pub trait Required: Send + Sync + 'static {
+                const PERMISSION: Permission;
+            }
+
+            $(
+                #[derive(Debug, Clone, Copy)]
+                pub struct $name;
+                impl Required for $name {
+                    const PERMISSION: Permission = Permission::$name;
+                }
+            )*
+        }
+    };
+}
+
+permissions! {
     /// List, read, change, disable and delete any user.
     ManageUsers,
     /// Read the audit log.
@@ -67,59 +109,17 @@ pub enum Permission {
 pub fn permissions(role: Role) -> &'static [Permission] {
     use Permission::*;
     match role {
-        Role::Admin => &[
-            ManageUsers,
-            ReadAudit,
-            ManageConfig,
-            ReadJobs,
-            ManageGrowers,
-            UseGreenhouses,
-            WriteCatalog,
-            ManageCategories,
-            ManageAllOrders,
-            PlaceOrders,
-        ],
+        Role::Admin => Permission::ALL,
         Role::Grower => &[UseGreenhouses, PlaceOrders],
         Role::Vendor => &[WriteCatalog, PlaceOrders],
         Role::Customer => &[PlaceOrders],
     }
 }
 
-/// Type-level permissions for the `Authorized<P>` extractor.
-pub mod perm {
-    use super::Permission;
-
-    /// A permission known at compile time.
-    pub trait Required: Send + Sync + 'static {
-        const PERMISSION: Permission;
-    }
-
-    macro_rules! marker {
-        ($($name:ident),* $(,)?) => {$(
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl Required for $name {
-                const PERMISSION: Permission = Permission::$name;
-            }
-        )*};
-    }
-
-    marker!(
-        ManageUsers,
-        ReadAudit,
-        ManageConfig,
-        ReadJobs,
-        ManageGrowers,
-        UseGreenhouses,
-        WriteCatalog,
-        ManageCategories,
-        ManageAllOrders,
-        PlaceOrders
-    );
-}
-
 #[cfg(test)]
 mod tests {
+    use sea_orm::Iterable;
+
     use super::*;
 
     #[test]
@@ -131,13 +131,17 @@ mod tests {
         }
         assert!(Role::Vendor.can(Permission::WriteCatalog));
         assert!(!Role::Customer.can(Permission::WriteCatalog));
+        assert_eq!(permissions(Role::Admin).len(), 10, "admins hold every permission");
     }
 
     #[test]
-    fn names_round_trip() {
-        for r in [Role::Admin, Role::Grower, Role::Customer, Role::Vendor] {
-            assert_eq!(Role::parse(r.as_str()), Some(r));
+    fn names_round_trip_and_match_the_wire() {
+        for r in Role::iter() {
+            assert_eq!(Role::from_name(&r.name()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(r.name()));
+            assert!(r == r.name().as_str());
         }
-        assert_eq!(Role::parse("admin"), None);
+        assert_eq!(Role::iter().map(Role::name).collect::<Vec<_>>(), ["ADMIN", "GROWER", "CUSTOMER", "VENDOR"]);
+        assert_eq!(Role::from_name("admin"), None);
     }
 }

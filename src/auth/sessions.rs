@@ -1,39 +1,31 @@
-//! Sessions and refresh tokens: start a session at login, rotate its refresh token on every
-//! use, treat reuse of a rotated token as theft (revoke the whole session), and revoke.
+//! Sessions: one per sign-in, on a login device, with the refresh tokens descended from it
+//! (rotation is in `refresh.rs`). A session is revoked in the database first and then announced,
+//! so its access tokens stop working at once on every instance.
 
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    sea_query::{Expr, ExprTrait, InsertStatement, OnConflict},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, SimpleExpr},
 };
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use super::entity::RevokeReason;
 use super::{
+    AuthError, AuthUser,
     entity::{refresh_token, session, user_device},
     extract::ClientMeta,
     roles::Role,
     secrets, tokens,
+    types::{SessionOut, TokenPair},
 };
 use crate::{
     audit::{self, Entry},
-    http::AppError,
+    ids::UserId,
     state::AppState,
     users::entity::user,
 };
-
-/// What a client receives after login, refresh or MFA verification.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-}
 
 /// The login device a session is for (optional, from the client).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
@@ -43,45 +35,17 @@ pub struct DeviceInfo {
     pub device_name: Option<String>,
 }
 
-/// Why a session ended, kept in `sessions.revoked_reason`.
-#[derive(Debug, Clone, Copy)]
-pub enum RevokeReason {
-    Logout,
-    Deleted,
-    PasswordChanged,
-    PasswordReset,
-    Disabled,
-    RoleChanged,
-    RefreshReuse,
-    UserDeleted,
-}
-
-impl RevokeReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            RevokeReason::Logout => "logout",
-            RevokeReason::Deleted => "deleted",
-            RevokeReason::PasswordChanged => "password_changed",
-            RevokeReason::PasswordReset => "password_reset",
-            RevokeReason::Disabled => "disabled",
-            RevokeReason::RoleChanged => "role_changed",
-            RevokeReason::RefreshReuse => "refresh_reuse",
-            RevokeReason::UserDeleted => "user_deleted",
-        }
-    }
-}
-
 /// Whether a user may hold a session right now.
 pub fn is_active(u: &user::Model) -> bool {
     u.disabled_at.is_none() && u.deleted_at.is_none()
 }
 
-pub fn role_of(u: &user::Model) -> Result<Role, AppError> {
-    Role::parse(&u.role)
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("user {} has unknown role {:?}", u.id, u.role)))
-}
-
-async fn upsert_device<C: ConnectionTrait>(db: &C, user_id: Uuid, info: &DeviceInfo) -> Result<Option<Uuid>, AppError> {
+/// The `user_devices` row of this device (created or touched); `None` when the client named none.
+async fn upsert_device<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    info: &DeviceInfo,
+) -> Result<Option<Uuid>, AuthError> {
     let Some(device_id) = info.device_id.as_deref().map(str::trim).filter(|d| !d.is_empty()) else {
         return Ok(None);
     };
@@ -121,24 +85,35 @@ async fn upsert_device<C: ConnectionTrait>(db: &C, user_id: Uuid, info: &DeviceI
     Ok(Some(id.ok_or_else(|| anyhow::anyhow!("user device vanished after upsert"))?))
 }
 
+/// When a session (or refresh token) made or used now expires.
+pub(super) fn refresh_expiry(state: &AppState) -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(state.config.auth.refresh_ttl).unwrap_or_default()
+}
+
 /// A new refresh token for `session_id`, and the insert that stores its hash.
-fn new_refresh(state: &AppState, session_id: Uuid, user_id: Uuid) -> (String, InsertStatement) {
+pub(super) fn new_refresh(state: &AppState, session_id: Uuid, user_id: UserId) -> (String, InsertStatement) {
     let token = secrets::random_token();
-    let now = Utc::now();
     let insert = refresh_token::Entity::insert(refresh_token::ActiveModel {
         id: Set(Uuid::now_v7()),
         session_id: Set(session_id),
-        user_id: Set(user_id),
+        user_id: Set(user_id.into()),
         token_hash: Set(secrets::token_hash(&token)),
-        created_at: Set(now),
-        expires_at: Set(now + chrono::Duration::from_std(state.config.auth.refresh_ttl).unwrap_or_default()),
+        created_at: Set(Utc::now()),
+        expires_at: Set(refresh_expiry(state)),
         used_at: Set(None),
     })
     .into_query();
     (token, insert)
 }
 
-fn pair(state: &AppState, user_id: Uuid, session_id: Uuid, role: Role, refresh: String) -> Result<TokenPair, AppError> {
+/// The pair a client holds: a fresh access token for the session, and `refresh`.
+pub(super) fn pair(
+    state: &AppState,
+    user_id: UserId,
+    session_id: Uuid,
+    role: Role,
+    refresh: String,
+) -> Result<TokenPair, AuthError> {
     let ttl = state.config.auth.access_ttl;
     let access = tokens::issue(&state.auth.keys, user_id, session_id, role, ttl)?;
     Ok(TokenPair { access_token: access, refresh_token: refresh, expires_in: ttl.as_secs(), token_type: "Bearer" })
@@ -152,8 +127,7 @@ pub async fn start(
     device: &DeviceInfo,
     client: &ClientMeta,
     how: &str,
-) -> Result<TokenPair, AppError> {
-    let role = role_of(u)?;
+) -> Result<TokenPair, AuthError> {
     // Outside the session's own write: a device row touched by a login that then fails is
     // harmless, and on PostgreSQL the three rows below go in one statement.
     let device_row = upsert_device(&state.db, u.id, device).await?;
@@ -167,12 +141,12 @@ pub async fn start(
         user_agent: Set(client.user_agent.clone()),
         created_at: Set(now),
         last_used_at: Set(now),
-        expires_at: Set(now + chrono::Duration::from_std(state.config.auth.refresh_ttl).unwrap_or_default()),
+        expires_at: Set(refresh_expiry(state)),
         revoked_at: Set(None),
         revoked_reason: Set(None),
     })
     .into_query();
-    let (refresh, refresh_row) = new_refresh(state, session_id, u.id);
+    let (refresh, refresh_row) = new_refresh(state, session_id, u.id.into());
     let (_, audit_row) = audit::insert(
         Entry::new("auth.login")
             .by(Some(u.id))
@@ -181,95 +155,16 @@ pub async fn start(
             .client(client),
     );
     state.db.insert_together(vec![session, refresh_row, audit_row]).await?;
-    pair(state, u.id, session_id, role, refresh)
-}
-
-fn invalid_refresh() -> AppError {
-    AppError::Unauthorized("invalid refresh token".into())
-}
-
-/// Exchanges a refresh token for a new pair. The presented token stops working; presenting
-/// an already-rotated token again revokes the whole session.
-pub async fn refresh(state: &AppState, presented: &str, client: &ClientMeta) -> Result<TokenPair, AppError> {
-    let hash = secrets::token_hash(presented);
-    let Some(rt) =
-        refresh_token::Entity::find().filter(refresh_token::Column::TokenHash.eq(hash)).one(&state.db).await?
-    else {
-        return Err(invalid_refresh());
-    };
-    if rt.used_at.is_some() {
-        return Err(reuse_detected(state, &rt, client).await);
-    }
-    let now = Utc::now();
-    let Some(sess) = session::Entity::find_by_id(rt.session_id).one(&state.db).await? else {
-        return Err(invalid_refresh());
-    };
-    if sess.revoked_at.is_some() || sess.expires_at <= now || rt.expires_at <= now {
-        return Err(invalid_refresh());
-    }
-    let Some(u) = user::Entity::find_by_id(rt.user_id).one(&state.db).await? else {
-        return Err(invalid_refresh());
-    };
-    if !is_active(&u) {
-        return Err(invalid_refresh());
-    }
-    let role = role_of(&u)?;
-
-    let txn = state.db.begin_write().await?;
-    // Conditional update: of two concurrent uses of one token, exactly one wins.
-    let claimed = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
-        .filter(refresh_token::Column::Id.eq(rt.id))
-        .filter(refresh_token::Column::UsedAt.is_null())
-        .exec(&txn)
-        .await?;
-    if claimed.rows_affected != 1 {
-        txn.rollback().await?;
-        return Err(reuse_detected(state, &rt, client).await);
-    }
-    let (new_refresh, insert) = new_refresh(state, sess.id, u.id);
-    txn.execute(&insert).await?;
-    session::Entity::update_many()
-        .col_expr(session::Column::LastUsedAt, Expr::value(now))
-        .col_expr(
-            session::Column::ExpiresAt,
-            Expr::value(now + chrono::Duration::from_std(state.config.auth.refresh_ttl).unwrap_or_default()),
-        )
-        .filter(session::Column::Id.eq(sess.id))
-        .exec(&txn)
-        .await?;
-    txn.commit().await?;
-    pair(state, u.id, sess.id, role, new_refresh)
-}
-
-async fn reuse_detected(state: &AppState, rt: &refresh_token::Model, client: &ClientMeta) -> AppError {
-    tracing::warn!(session_id = %rt.session_id, user_id = %rt.user_id, "refresh token reuse: revoking the session");
-    let result = async {
-        let txn = state.db.begin_write().await?;
-        let ids = revoke_where(&txn, session::Column::Id.eq(rt.session_id), RevokeReason::RefreshReuse).await?;
-        audit::record(
-            &txn,
-            Entry::new("auth.refresh_reuse").by(Some(rt.user_id)).on("session", rt.session_id).client(client),
-        )
-        .await?;
-        txn.commit().await?;
-        Ok::<_, AppError>(ids)
-    }
-    .await;
-    match result {
-        Ok(_) => announce(state, &[rt.session_id]).await,
-        Err(e) => return e,
-    }
-    invalid_refresh()
+    pair(state, u.id.into(), session_id, u.role, refresh)
 }
 
 /// Marks the matching live sessions revoked; returns their ids. Call [`announce`] after the
 /// surrounding transaction commits.
 pub async fn revoke_where<C: ConnectionTrait>(
     db: &C,
-    filter: sea_orm::sea_query::SimpleExpr,
+    filter: SimpleExpr,
     reason: RevokeReason,
-) -> Result<Vec<Uuid>, AppError> {
+) -> Result<Vec<Uuid>, DbErr> {
     let ids: Vec<Uuid> = session::Entity::find()
         .select_only()
         .column(session::Column::Id)
@@ -283,7 +178,7 @@ pub async fn revoke_where<C: ConnectionTrait>(
     }
     session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-        .col_expr(session::Column::RevokedReason, Expr::value(reason.as_str()))
+        .col_expr(session::Column::RevokedReason, Expr::value(reason))
         .filter(session::Column::Id.is_in(ids.clone()))
         .filter(session::Column::RevokedAt.is_null())
         .exec(db)
@@ -294,10 +189,10 @@ pub async fn revoke_where<C: ConnectionTrait>(
 /// All live sessions of a user, optionally keeping one.
 pub async fn revoke_user_sessions<C: ConnectionTrait>(
     db: &C,
-    user_id: Uuid,
+    user_id: UserId,
     keep: Option<Uuid>,
     reason: RevokeReason,
-) -> Result<Vec<Uuid>, AppError> {
+) -> Result<Vec<Uuid>, DbErr> {
     let mut filter = session::Column::UserId.eq(user_id);
     if let Some(keep) = keep {
         filter = filter.and(session::Column::Id.ne(keep));
@@ -314,4 +209,71 @@ pub async fn announce(state: &AppState, ids: &[Uuid]) {
     if let Some(redis) = &state.redis {
         super::revocation::publish(redis, ids).await;
     }
+}
+
+/// Revokes the sessions `filter` matches and writes the audit row `entry`, in one transaction,
+/// unless `check` refuses the revoked ids first (nothing is written then). Returns the ids, for
+/// [`announce`].
+pub(super) async fn end(
+    state: &AppState,
+    filter: SimpleExpr,
+    reason: RevokeReason,
+    entry: Entry,
+    check: impl FnOnce(&[Uuid]) -> Result<(), AuthError>,
+) -> Result<Vec<Uuid>, AuthError> {
+    let txn = state.db.begin_write().await?;
+    let ids = revoke_where(&txn, filter, reason).await?;
+    check(&ids)?;
+    audit::record(&txn, entry).await?;
+    txn.commit().await?;
+    Ok(ids)
+}
+
+/// Ends one of the caller's sessions. Scoped to the caller: another user's session id is simply
+/// not found.
+pub async fn delete(state: &AppState, me: &AuthUser, id: Uuid, client: &ClientMeta) -> Result<(), AuthError> {
+    let filter = session::Column::Id.eq(id).and(session::Column::UserId.eq(me.user_id));
+    let entry = Entry::new("auth.session_deleted").by(Some(me.user_id)).on("session", id).client(client);
+    let found = |ids: &[Uuid]| if ids.is_empty() { Err(AuthError::SessionNotFound) } else { Ok(()) };
+    let ids = end(state, filter, RevokeReason::Deleted, entry, found).await?;
+    announce(state, &ids).await;
+    Ok(())
+}
+
+/// The caller's live sessions, newest first, with the device each is on.
+pub async fn list(state: &AppState, me: &AuthUser) -> Result<Vec<SessionOut>, AuthError> {
+    let rows = session::Entity::find()
+        .filter(session::Column::UserId.eq(me.user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(Utc::now()))
+        .order_by_desc(session::Column::CreatedAt)
+        .all(&state.db)
+        .await?;
+    let device_ids: Vec<Uuid> = rows.iter().filter_map(|s| s.user_device_id).collect();
+    let devices: std::collections::HashMap<Uuid, user_device::Model> = if device_ids.is_empty() {
+        Default::default()
+    } else {
+        user_device::Entity::find()
+            .filter(user_device::Column::Id.is_in(device_ids))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect()
+    };
+    let data = rows.into_iter().map(|s| {
+        let d = s.user_device_id.and_then(|id| devices.get(&id));
+        SessionOut {
+            id: s.id,
+            device_id: d.map(|d| d.device_id.clone()),
+            device_name: d.and_then(|d| d.device_name.clone()),
+            ip_address: s.ip_address,
+            user_agent: s.user_agent,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            current: s.id == me.session_id,
+        }
+    });
+    Ok(data.collect())
 }

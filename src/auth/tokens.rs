@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{keys::Keys, roles::Role};
+use crate::ids::UserId;
 
 pub const ISSUER: &str = "mash";
 /// Clock skew tolerated on `exp`.
@@ -26,10 +27,10 @@ pub struct AccessClaims {
 }
 
 /// Signs an access token for a session.
-pub fn issue(keys: &Keys, user_id: Uuid, session_id: Uuid, role: Role, ttl: Duration) -> anyhow::Result<String> {
+pub fn issue(keys: &Keys, user_id: UserId, session_id: Uuid, role: Role, ttl: Duration) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     let claims = AccessClaims {
-        sub: user_id,
+        sub: user_id.into(),
         sid: session_id,
         role,
         iat: now,
@@ -106,16 +107,16 @@ mod tests {
     fn round_trip_and_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let keys = Keys::load_or_create_dev(dir.path()).unwrap();
-        let (user, sid) = (Uuid::now_v7(), Uuid::now_v7());
+        let (user, sid) = (UserId(Uuid::now_v7()), Uuid::now_v7());
         let token = issue(&keys, user, sid, Role::Grower, Duration::from_secs(60)).unwrap();
         let claims = verify(&keys, &token).unwrap();
-        assert_eq!((claims.sub, claims.sid, claims.role), (user, sid, Role::Grower));
+        assert_eq!((claims.sub, claims.sid, claims.role), (Uuid::from(user), sid, Role::Grower));
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(keys.kid()));
 
         // Tampered payload.
         let mut parts: Vec<&str> = token.split('.').collect();
-        let other = issue(&keys, Uuid::now_v7(), sid, Role::Admin, Duration::from_secs(60)).unwrap();
+        let other = issue(&keys, UserId(Uuid::now_v7()), sid, Role::Admin, Duration::from_secs(60)).unwrap();
         let other_payload = other.split('.').nth(1).unwrap().to_string();
         parts[1] = &other_payload;
         assert_eq!(verify(&keys, &parts.join(".")), Err(TokenError::Invalid));
@@ -153,16 +154,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = Keys::load_or_create_dev(dir.path()).unwrap();
         let cache = VerifiedTokens::new(Duration::from_secs(60));
-        let token = issue(&keys, Uuid::now_v7(), Uuid::now_v7(), Role::Customer, Duration::from_secs(60)).unwrap();
+        let token =
+            issue(&keys, UserId(Uuid::now_v7()), Uuid::now_v7(), Role::Customer, Duration::from_secs(60)).unwrap();
         let first = cache.verify(&keys, &token).unwrap();
         assert_eq!(cache.verify(&keys, &token).unwrap(), first, "served from the cache");
         // Same signature, different payload: a different cache key, so it is verified and refused.
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        let admin = issue(&keys, first.sub, first.sid, Role::Admin, Duration::from_secs(60)).unwrap();
+        let admin = issue(&keys, first.sub.into(), first.sid, Role::Admin, Duration::from_secs(60)).unwrap();
         parts[1] = admin.split('.').nth(1).unwrap().to_owned();
         assert_eq!(cache.verify(&keys, &parts.join(".")), Err(TokenError::Invalid));
         // An expired token that was cached once is refused.
-        let short = issue(&keys, Uuid::now_v7(), Uuid::now_v7(), Role::Customer, Duration::ZERO).unwrap();
+        let short = issue(&keys, UserId(Uuid::now_v7()), Uuid::now_v7(), Role::Customer, Duration::ZERO).unwrap();
         let claims = verify(&keys, &short).unwrap();
         let key: [u8; 32] =
             sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), short.as_bytes())).into();

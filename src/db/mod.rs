@@ -9,8 +9,9 @@ use sea_orm::{
     DatabaseBackend, DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector,
     sqlx::{
         self,
-        postgres::{PgConnectOptions, PgPoolOptions},
-        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+        pool::PoolOptions,
+        postgres::PgConnectOptions,
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
     },
 };
 
@@ -79,13 +80,7 @@ async fn try_connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, sqlx::E
         {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
-        let pool = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(cfg.max_connections)
-            .min_connections(cfg.min_connections)
-            .acquire_timeout(cfg.acquire_timeout)
-            .connect_with(opts)
-            .await?;
+        let pool = pool_options(cfg).connect_with(opts).await?;
         Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     } else {
         let opts = PgConnectOptions::from_str(cfg.url.as_str())?
@@ -97,15 +92,18 @@ async fn try_connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, sqlx::E
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
         sqlx::Connection::close(probe).await.ok();
-        let pool = PgPoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(cfg.max_connections)
-            .min_connections(cfg.min_connections)
-            .acquire_timeout(cfg.acquire_timeout)
-            .connect_with(opts)
-            .await?;
+        let pool = pool_options(cfg).connect_with(opts).await?;
         Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
     }
+}
+
+/// The pool's sizes and timeouts, the same for either backend.
+fn pool_options<DB: sqlx::Database>(cfg: &DatabaseConfig) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .test_before_acquire(false)
+        .max_connections(cfg.max_connections)
+        .min_connections(cfg.min_connections)
+        .acquire_timeout(cfg.acquire_timeout)
 }
 
 /// SQLite PRAGMAs, applied by sqlx on every new connection of the pool.

@@ -5,8 +5,10 @@ pub mod extract;
 pub mod layers;
 pub mod pagination;
 pub mod router;
+pub mod valid;
 
 pub use error::AppError;
 pub use error::FieldError;
-pub use extract::{Json, Path, Query, Valid};
+pub use extract::{Json, Path, Query};
 pub use pagination::{ListParams, Page, PageRequest, uuid_param};
+pub use valid::Valid;

@@ -1,6 +1,6 @@
 //! Merges the domain routers, documents them, and wraps them in the convention stack.
 
-use axum::Router;
+use axum::{Router, extract::State};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -65,6 +65,13 @@ impl utoipa::Modify for BearerAuth {
 thread_local! {
     /// Set while [`openapi`] builds the document: only then does [`routes!`](crate::routes)
     /// build each operation's documentation.
+    ///
+    /// A mode flag of one synchronous call, not shared state, and the one `static` kept here on
+    /// purpose: it is set and reset by [`openapi`] around a call that builds routers on this
+    /// thread and never yields, so no request and no other thread ever sees it set. The routers it
+    /// steers are every domain's parameterless `router()` (expanded from `routes!` in each
+    /// domain), which run before any `AppState` exists (`mash openapi` has none), so there is no
+    /// state to carry it; passing it down would change every domain's `router()` signature.
     static DOCUMENTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -104,9 +111,6 @@ macro_rules! routes {
 fn documented() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::<AppState>::new()
         .merge(crate::auth::router())
-        .merge(crate::auth::mfa::router())
-        .merge(crate::auth::email::router())
-        .merge(crate::auth::oidc::router())
         .merge(crate::users::router())
         .merge(crate::greenhouse::router())
         .merge(crate::telemetry::router())
@@ -131,19 +135,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().split_for_parts().1
 }
 
-/// `/openapi.json`: the document, built and serialized at the first request and kept as JSON.
-async fn openapi_json() -> Result<impl axum::response::IntoResponse, AppError> {
-    static SPEC: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
-    let spec = match SPEC.get() {
-        Some(spec) => spec.clone(),
-        None => {
+/// `/openapi.json`: the document, built and serialized at the first request and kept, as JSON,
+/// in the application state (`mash openapi` builds it on demand instead, without a state).
+async fn openapi_json(State(state): State<AppState>) -> Result<impl axum::response::IntoResponse, AppError> {
+    let spec = state
+        .openapi_json
+        .get_or_try_init(|| async {
             let json = tokio::task::spawn_blocking(|| serde_json::to_vec(&openapi()))
                 .await
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("building the OpenAPI document: {e}")))?
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("serializing the OpenAPI document: {e}")))?;
-            SPEC.get_or_init(|| json.into()).clone()
-        }
-    };
+            Ok::<_, AppError>(axum::body::Bytes::from(json))
+        })
+        .await?
+        .clone();
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], spec))
 }
 

@@ -1,4 +1,5 @@
-//! `users` and `user_profiles`.
+//! `users` and `user_profiles`. A user's `role` is a [`Role`](crate::auth::Role), stored as its
+//! name.
 
 pub mod user {
     use sea_orm::entity::prelude::*;
@@ -11,7 +12,7 @@ pub mod user {
         pub email: String,
         pub password_hash: Option<String>,
         pub name: String,
-        pub role: String,
+        pub role: crate::auth::Role,
         pub email_verified: bool,
         pub external_issuer: Option<String>,
         pub external_uid: Option<String>,

@@ -16,6 +16,7 @@ mod mfa;
 mod migrations;
 mod mqtt;
 mod notifications;
+mod platform_domain;
 mod probe;
 mod realtime;
 mod realtime_presence;

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    auth::{AuthUser, ClientMeta, Permission, Role},
+    auth::{AuthUser, ClientMeta, Permission},
     db::{Db, WriteTxn},
     greenhouse::{
         GreenhouseError,
@@ -42,7 +42,7 @@ pub async fn add(
     let txn = db.begin_write().await?;
     access::grower(&txn, me, grower_id.0, Need::Manage).await?;
     let u = crate::users::find_live(&txn, user_id.0).await?.ok_or(GreenhouseError::NoSuchUser)?;
-    if !Role::parse(&u.role).is_some_and(|r| r.can(Permission::UseGreenhouses)) {
+    if !u.role.can(Permission::UseGreenhouses) {
         return Err(GreenhouseError::NotAGrowerUser);
     }
     if access::member_role(&txn, grower_id, user_id).await?.is_some() {
