@@ -1,5 +1,6 @@
 //! `Idempotency-Key`, the way Stripe defines it, as one piece every money- or stock-changing
-//! route uses.
+//! route uses: [`once`] (or [`once_after`], for a route that calls a provider first) runs the
+//! route's transaction at most once per key, and is the only way in.
 //!
 //! - A key is scoped to the caller (its user id) and bound to one request: the route and the
 //!   parsed body. The same key with the same request replays the stored response (same status,
@@ -15,6 +16,8 @@
 //! - Keys live `IDEMPOTENCY_TTL_SECS` (24 h by default) and are then pruned; an expired key is
 //!   a new key.
 
+use std::time::Duration;
+
 use axum::{
     body::Body,
     extract::FromRequestParts,
@@ -24,14 +27,17 @@ use axum::{
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::http::AppError;
+use crate::{
+    db::{Db, WriteTxn},
+    http::AppError,
+};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -57,6 +63,33 @@ pub mod entity {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Why a request with a key cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// The key was used before with another request: 422.
+    #[error("this Idempotency-Key was already used with a different request; use a new key")]
+    Reused,
+    /// The first request with this key has not finished: 409.
+    #[error("a request with this Idempotency-Key is still in progress")]
+    InProgress,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// A stored row, or a response, that cannot be what we wrote: a bug, 500.
+    #[error("{0}")]
+    Broken(String),
+}
+
+impl From<IdempotencyError> for AppError {
+    fn from(e: IdempotencyError) -> Self {
+        match e {
+            IdempotencyError::Reused => AppError::Unprocessable(e.to_string()),
+            IdempotencyError::InProgress => AppError::Conflict(e.to_string()),
+            IdempotencyError::Db(e) => e.into(),
+            IdempotencyError::Broken(why) => AppError::Internal(anyhow::anyhow!(why)),
+        }
+    }
 }
 
 /// The `Idempotency-Key` header, when the client sent one: 1 to 255 visible ASCII characters
@@ -104,20 +137,91 @@ pub struct Bound {
     hash: String,
 }
 
-/// The rows are read through this: a replay, a key used for another request, or nothing yet.
-fn judge(row: entity::Model, bound: &Bound) -> Result<Response, AppError> {
+/// What became of a request run through [`once`].
+#[derive(Debug)]
+pub enum Once<T> {
+    /// The key had completed before: its stored response, returned as it is. Nothing ran.
+    Replayed(Response),
+    /// This request ran and committed: its response (stored with the key, when there is one),
+    /// and what the work returned, for the effects that follow the commit.
+    Done { response: Response, value: T },
+}
+
+impl<T> Once<T> {
+    /// The response, after `effects` (realtime events, cache invalidation, provider calls)
+    /// when this request ran; a replay runs none of them again.
+    pub async fn then(self, effects: impl AsyncFnOnce(T)) -> Response {
+        match self {
+            Self::Replayed(response) => response,
+            Self::Done { response, value } => {
+                effects(value).await;
+                response
+            }
+        }
+    }
+}
+
+/// Runs `work` in a write transaction at most once per key: claims the key, runs `work`, stores
+/// its value as the response body with `status`, and commits all of it together. Without a key
+/// it simply runs `work` in a transaction. An error from `work` rolls everything back, key
+/// included. Effects outside the database belong after it, on [`Once::Done`].
+pub async fn once<T, E>(
+    db: &Db,
+    key: Option<&Bound>,
+    ttl: Duration,
+    status: StatusCode,
+    work: impl AsyncFnOnce(&WriteTxn) -> Result<T, E>,
+) -> Result<Once<T>, E>
+where
+    T: Serialize,
+    E: From<DbErr> + From<IdempotencyError>,
+{
+    let txn = db.begin_write().await?;
+    if let Some(replay) = claim(&txn, key, ttl).await? {
+        return Ok(Once::Replayed(replay));
+    }
+    let value = work(&txn).await?;
+    let response = respond(&txn, key, status, &value).await?;
+    txn.commit().await?;
+    Ok(Once::Done { response, value })
+}
+
+/// [`once`] for a route that does slow outside work first (a payment provider call): a key that
+/// has completed replays *before* `prepare` runs, so a retry never reaches the provider; then
+/// `prepare` runs outside any transaction, and `work` gets what it returned inside [`once`].
+/// (Two requests racing on one new key may both `prepare`; the provider's own idempotency key
+/// must make that harmless.)
+pub async fn once_after<P, T, E>(
+    db: &Db,
+    key: Option<&Bound>,
+    ttl: Duration,
+    status: StatusCode,
+    prepare: impl AsyncFnOnce() -> Result<P, E>,
+    work: impl AsyncFnOnce(&WriteTxn, P) -> Result<T, E>,
+) -> Result<Once<T>, E>
+where
+    T: Serialize,
+    E: From<DbErr> + From<IdempotencyError>,
+{
+    if let Some(replay) = peek(db, key, ttl).await? {
+        return Ok(Once::Replayed(replay));
+    }
+    let prepared = prepare().await?;
+    once(db, key, ttl, status, async move |txn| work(txn, prepared).await).await
+}
+
+/// The rows are read through this: a replay, a key used for another request, or in progress.
+fn judge(row: entity::Model, bound: &Bound) -> Result<Response, IdempotencyError> {
     if row.request_hash != bound.hash {
-        return Err(AppError::Unprocessable(
-            "this Idempotency-Key was already used with a different request; use a new key".into(),
-        ));
+        return Err(IdempotencyError::Reused);
     }
     if row.response_status == 0 {
-        return Err(AppError::Conflict("a request with this Idempotency-Key is still in progress".into()));
+        return Err(IdempotencyError::InProgress);
     }
     let status = u16::try_from(row.response_status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
-        .ok_or_else(|| anyhow::anyhow!("stored idempotent response has status {}", row.response_status))?;
+        .ok_or_else(|| IdempotencyError::Broken(format!("stored idempotent response has status {}", row.response_status)))?;
     Ok(json_response(status, row.response_body.into_bytes(), true))
 }
 
@@ -131,18 +235,17 @@ fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response 
     res
 }
 
-fn cutoff(ttl: std::time::Duration) -> chrono::DateTime<Utc> {
+fn cutoff(ttl: Duration) -> chrono::DateTime<Utc> {
     Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1))
 }
 
-/// A look before doing slow outside work (a payment provider call): the stored response when
-/// this key has already completed, a 422 when it was used for another request, `None` otherwise.
-/// Not a claim: the route still calls [`claim`] inside its transaction.
-pub async fn peek<C: ConnectionTrait>(
+/// A look without claiming: the stored response when this key has already completed, an error
+/// when it was used for another request or is in progress, `None` otherwise.
+async fn peek<C: ConnectionTrait>(
     db: &C,
     bound: Option<&Bound>,
-    ttl: std::time::Duration,
-) -> Result<Option<Response>, AppError> {
+    ttl: Duration,
+) -> Result<Option<Response>, IdempotencyError> {
     let Some(bound) = bound else { return Ok(None) };
     let row = entity::Entity::find_by_id((bound.user_id, bound.key.clone()))
         .filter(entity::Column::CreatedAt.gte(cutoff(ttl)))
@@ -152,13 +255,12 @@ pub async fn peek<C: ConnectionTrait>(
 }
 
 /// Claims the key inside the route's write transaction. `Some(response)` is the stored response
-/// to replay (the route returns it and does nothing else); `None` means go ahead, and finish with
-/// [`respond`] in the same transaction.
-pub async fn claim<C: ConnectionTrait>(
+/// to replay; `None` means go ahead, and finish with [`respond`] in the same transaction.
+async fn claim<C: ConnectionTrait>(
     txn: &C,
     bound: Option<&Bound>,
-    ttl: std::time::Duration,
-) -> Result<Option<Response>, AppError> {
+    ttl: Duration,
+) -> Result<Option<Response>, IdempotencyError> {
     let Some(bound) = bound else { return Ok(None) };
     let now = Utc::now();
     let row = entity::ActiveModel {
@@ -193,36 +295,38 @@ pub async fn claim<C: ConnectionTrait>(
     let row = entity::Entity::find_by_id((bound.user_id, bound.key.clone()))
         .one(txn)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("idempotency key vanished between insert and read"))?;
+        .ok_or_else(|| IdempotencyError::Broken("idempotency key vanished between insert and read".into()))?;
     judge(row, bound).map(Some)
 }
 
 /// The route's response; when a key was claimed, also stored (in `txn`, before it commits) for replays.
-pub async fn respond<C: ConnectionTrait, T: Serialize>(
+async fn respond<C: ConnectionTrait, T: Serialize>(
     txn: &C,
     bound: Option<&Bound>,
     status: StatusCode,
     body: &T,
-) -> Result<Response, AppError> {
-    let bytes = serde_json::to_vec(body).map_err(|e| anyhow::anyhow!("response does not serialize: {e}"))?;
+) -> Result<Response, IdempotencyError> {
+    let bytes =
+        serde_json::to_vec(body).map_err(|e| IdempotencyError::Broken(format!("response does not serialize: {e}")))?;
     if let Some(bound) = bound {
-        let text = String::from_utf8(bytes.clone()).map_err(|e| anyhow::anyhow!("response is not UTF-8: {e}"))?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|e| IdempotencyError::Broken(format!("response is not UTF-8: {e}")))?;
         let stored = entity::Entity::update_many()
-            .col_expr(entity::Column::ResponseStatus, sea_orm::sea_query::Expr::value(i32::from(status.as_u16())))
-            .col_expr(entity::Column::ResponseBody, sea_orm::sea_query::Expr::value(text))
+            .col_expr(entity::Column::ResponseStatus, Expr::value(i32::from(status.as_u16())))
+            .col_expr(entity::Column::ResponseBody, Expr::value(text))
             .filter(entity::Column::UserId.eq(bound.user_id))
             .filter(entity::Column::Key.eq(bound.key.as_str()))
             .exec(txn)
             .await?;
         if stored.rows_affected != 1 {
-            return Err(anyhow::anyhow!("claimed idempotency key row is missing").into());
+            return Err(IdempotencyError::Broken("claimed idempotency key row is missing".into()));
         }
     }
     Ok(json_response(status, bytes, false))
 }
 
 /// Removes keys older than `ttl`. Returns how many.
-pub async fn prune<C: ConnectionTrait>(db: &C, ttl: std::time::Duration) -> Result<u64, sea_orm::DbErr> {
+pub async fn prune<C: ConnectionTrait>(db: &C, ttl: Duration) -> Result<u64, DbErr> {
     let res = entity::Entity::delete_many().filter(entity::Column::CreatedAt.lt(cutoff(ttl))).exec(db).await?;
     Ok(res.rows_affected)
 }

@@ -321,58 +321,60 @@ async fn create_order(
     let idem = key.bind(me.user_id, "POST /orders", &input);
     let ttl = state.config.shop.idempotency_ttl;
     let now = Utc::now();
-    let txn = state.db.begin_write().await?;
-    if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), ttl).await? {
-        return Ok(replay);
-    }
-    let order_id = Uuid::now_v7();
-    let mut items = Vec::with_capacity(wanted.len());
-    let mut short = Vec::new();
-    let mut total: i64 = 0;
-    for &(product_id, quantity, index) in &wanted {
-        match take_stock(&txn, product_id, quantity, now).await? {
-            Some((price, name)) => {
-                total = price
-                    .checked_mul(i64::from(quantity))
-                    .and_then(|line| total.checked_add(line))
-                    .filter(|t| *t <= i64::MAX / 2)
-                    .ok_or_else(|| AppError::Unprocessable("order total is too large".into()))?;
-                items.push(order_item::Model {
-                    order_id,
-                    product_id,
-                    product_name: name,
-                    quantity,
-                    unit_price_minor: price,
-                });
+    let placed = idempotency::once(&state.db, idem.as_ref(), ttl, StatusCode::CREATED, async |txn| {
+        let order_id = Uuid::now_v7();
+        let mut items = Vec::with_capacity(wanted.len());
+        let mut short = Vec::new();
+        let mut total: i64 = 0;
+        for &(product_id, quantity, index) in &wanted {
+            match take_stock(txn, product_id, quantity, now).await? {
+                Some((price, name)) => {
+                    total = price
+                        .checked_mul(i64::from(quantity))
+                        .and_then(|line| total.checked_add(line))
+                        .filter(|t| *t <= i64::MAX / 2)
+                        .ok_or_else(|| AppError::Unprocessable("order total is too large".into()))?;
+                    items.push(order_item::Model {
+                        order_id,
+                        product_id,
+                        product_name: name,
+                        quantity,
+                        unit_price_minor: price,
+                    });
+                }
+                None => short.push((product_id, quantity, index)),
             }
-            None => short.push((product_id, quantity, index)),
         }
-    }
-    if !short.is_empty() {
-        return Err(refusal(&txn, &short).await?);
-    }
-    let o = order::Model {
-        id: order_id,
-        user_id: me.user_id,
-        status: OrderStatus::Pending.as_str().into(),
-        total_minor: total,
-        currency: state.config.shop.currency.clone(),
-        shipping_address: input.shipping_address.clone(),
-        created_at: now,
-        updated_at: now,
-    };
-    order::Entity::insert(sea_orm::IntoActiveModel::into_active_model(o.clone())).exec_without_returning(&txn).await?;
-    order_item::Entity::insert_many(items.iter().cloned().map(sea_orm::IntoActiveModel::into_active_model))
-        .exec_without_returning(&txn)
-        .await?;
-    // Items by product id, as every later read of the order lists them.
-    let out = order_out(&o, &items);
-    let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::CREATED, &out).await?;
-    txn.commit().await?;
-    state.metrics.orders_created.inc();
-    publish_change(&state, "created", me.user_id, &out);
-    state.shop.cache.invalidate(state.redis.as_ref()).await;
-    Ok(res)
+        if !short.is_empty() {
+            return Err(refusal(txn, &short).await?);
+        }
+        let o = order::Model {
+            id: order_id,
+            user_id: me.user_id,
+            status: OrderStatus::Pending.as_str().into(),
+            total_minor: total,
+            currency: state.config.shop.currency.clone(),
+            shipping_address: input.shipping_address.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        order::Entity::insert(sea_orm::IntoActiveModel::into_active_model(o.clone()))
+            .exec_without_returning(txn)
+            .await?;
+        order_item::Entity::insert_many(items.iter().cloned().map(sea_orm::IntoActiveModel::into_active_model))
+            .exec_without_returning(txn)
+            .await?;
+        // Items by product id, as every later read of the order lists them.
+        Ok::<_, AppError>(order_out(&o, &items))
+    })
+    .await?;
+    Ok(placed
+        .then(async |out| {
+            state.metrics.orders_created.inc();
+            publish_change(&state, "created", me.user_id, &out);
+            state.shop.cache.invalidate(state.redis.as_ref()).await;
+        })
+        .await)
 }
 
 /// Why some items could not be taken: unknown products are 400, short stock is 409, each item
@@ -482,22 +484,33 @@ async fn cancel_order(
     Path(id): Path<Uuid>,
 ) -> Result<Response, AppError> {
     let idem = key.bind(me.user_id, &format!("POST /orders/{id}/cancel"), &());
-    let txn = state.db.begin_write().await?;
-    if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), state.config.shop.idempotency_ttl).await? {
-        return Ok(replay);
-    }
-    visible_order(&txn, &me, id).await?;
-    let o = transition(&txn, id, OrderStatus::Cancelled).await?;
-    restock(&txn, id).await?;
-    let open = super::payments::cancel_open_payments(&txn, id).await?;
-    audit::record(&txn, Entry::new("order.cancelled").by(Some(me.user_id)).on("order", id).client(&client)).await?;
-    let out = full_order(&txn, &o).await?;
-    let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::OK, &out).await?;
-    txn.commit().await?;
-    publish_change(&state, "cancelled", o.user_id, &out);
-    state.shop.cache.invalidate(state.redis.as_ref()).await;
-    super::payments::cancel_at_provider(&state, open).await;
-    Ok(res)
+    let ttl = state.config.shop.idempotency_ttl;
+    let cancelled = idempotency::once(&state.db, idem.as_ref(), ttl, StatusCode::OK, async |txn| {
+        visible_order(txn, &me, id).await?;
+        let o = transition(txn, id, OrderStatus::Cancelled).await?;
+        restock(txn, id).await?;
+        let open = super::payments::cancel_open_payments(txn, id).await?;
+        audit::record(txn, Entry::new("order.cancelled").by(Some(me.user_id)).on("order", id).client(&client)).await?;
+        Ok::<_, AppError>(Cancelled { order: full_order(txn, &o).await?, open })
+    })
+    .await?;
+    Ok(cancelled
+        .then(async |c| {
+            publish_change(&state, "cancelled", c.order.user_id, &c.order);
+            state.shop.cache.invalidate(state.redis.as_ref()).await;
+            super::payments::cancel_at_provider(&state, c.open).await;
+        })
+        .await)
+}
+
+/// A cancelled order (the response body) and its payments to cancel at the provider once the
+/// cancel has committed.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Cancelled {
+    order: OrderOut,
+    #[serde(skip)]
+    open: Vec<(String, String)>,
 }
 
 /// Marks a paid order fulfilled (ADMIN).

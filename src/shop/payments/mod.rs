@@ -310,94 +310,93 @@ async fn create_payment(
 ) -> Result<Response, AppError> {
     let idem = key.bind(me.user_id, &format!("POST /orders/{order_id}/payments"), &());
     let ttl = state.config.shop.idempotency_ttl;
-    if let Some(replay) = idempotency::peek(&state.db, idem.as_ref(), ttl).await? {
-        return Ok(replay);
-    }
-    let o = orders::visible_order(&state.db, &me, order_id).await?;
-    if o.user_id != me.user_id {
-        return Err(AppError::Forbidden("only the customer who placed an order can pay for it".into()));
-    }
-    if o.status != OrderStatus::Pending.as_str() {
-        return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", o.status)));
-    }
     let provider = &state.shop.provider;
-    let open = payment::Entity::find()
-        .filter(payment::Column::OrderId.eq(order_id))
-        .filter(payment::Column::Provider.eq(provider.name()))
-        .filter(payment::Column::Status.is_in(OPEN))
-        .order_by_desc(payment::Column::CreatedAt)
-        .one(&state.db)
-        .await?;
-    // The provider's idempotency key: one per order and attempt, so concurrent or retried
-    // requests reach the provider as one intent.
-    let attempt = payment::Entity::find().filter(payment::Column::OrderId.eq(order_id)).count(&state.db).await?;
-    let payment_id = Uuid::now_v7();
-    let intent = match &open {
-        Some(_) => None,
-        None => Some(provider.create_intent(&o, &format!("mash-{order_id}-{attempt}")).await?),
-    };
-
-    let txn = state.db.begin_write().await?;
-    if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), ttl).await? {
-        return Ok(replay);
-    }
-    // The order must still be pending; the row lock orders us with a cancel.
-    let current = crate::db::for_update(order::Entity::find_by_id(order_id))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::NotFound("order not found".into()))?;
-    if current.status != OrderStatus::Pending.as_str() {
-        return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", current.status)));
-    }
-    let p = match (open, intent) {
-        (Some(p), _) => p,
-        (None, Some(intent)) => {
-            let now = Utc::now();
-            let inserted = payment::Entity::insert(payment::ActiveModel {
-                id: Set(payment_id),
-                order_id: Set(order_id),
-                user_id: Set(me.user_id),
-                provider: Set(provider.name().into()),
-                provider_ref: Set(intent.provider_ref.clone()),
-                client_secret: Set(Some(intent.client_secret.clone())),
-                amount_minor: Set(o.total_minor),
-                currency: Set(o.currency.clone()),
-                status: Set(intent.status.as_str().into()),
-                kind: Set("payment".into()),
-                description: Set(Some(format!("order {order_id}"))),
-                metadata: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
-            .on_conflict(
-                OnConflict::columns([payment::Column::Provider, payment::Column::ProviderRef]).do_nothing().to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            if inserted == 1 {
-                note(
-                    &txn,
-                    payment_id,
-                    "initiate",
-                    o.total_minor,
-                    intent.status.as_str(),
-                    json!({"providerRef": intent.provider_ref}),
-                )
-                .await?;
-            }
-            // A concurrent request reached the provider with the same key and inserted first.
-            payment::Entity::find()
-                .filter(payment::Column::Provider.eq(provider.name()))
-                .filter(payment::Column::ProviderRef.eq(intent.provider_ref.as_str()))
-                .one(&txn)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("payment vanished after insert"))?
+    let prepare = async || {
+        let o = orders::visible_order(&state.db, &me, order_id).await?;
+        if o.user_id != me.user_id {
+            return Err(AppError::Forbidden("only the customer who placed an order can pay for it".into()));
         }
-        (None, None) => unreachable!("an intent is created whenever no payment is open"),
+        if o.status != OrderStatus::Pending.as_str() {
+            return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", o.status)));
+        }
+        let open = payment::Entity::find()
+            .filter(payment::Column::OrderId.eq(order_id))
+            .filter(payment::Column::Provider.eq(provider.name()))
+            .filter(payment::Column::Status.is_in(OPEN))
+            .order_by_desc(payment::Column::CreatedAt)
+            .one(&state.db)
+            .await?;
+        // The provider's idempotency key: one per order and attempt, so concurrent or retried
+        // requests reach the provider as one intent.
+        let attempt = payment::Entity::find().filter(payment::Column::OrderId.eq(order_id)).count(&state.db).await?;
+        let intent = match &open {
+            Some(_) => None,
+            None => Some(provider.create_intent(&o, &format!("mash-{order_id}-{attempt}")).await?),
+        };
+        Ok((o, open, intent))
     };
-    let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::CREATED, &payment_out(&p, true)).await?;
-    txn.commit().await?;
-    Ok(res)
+    let record = async |txn: &crate::db::WriteTxn, (o, open, intent): (order::Model, Option<payment::Model>, Option<Intent>)| {
+        let payment_id = Uuid::now_v7();
+        // The order must still be pending; the row lock orders us with a cancel.
+        let current = crate::db::for_update(order::Entity::find_by_id(order_id))
+            .one(txn)
+            .await?
+            .ok_or_else(|| AppError::NotFound("order not found".into()))?;
+        if current.status != OrderStatus::Pending.as_str() {
+            return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", current.status)));
+        }
+        let p = match (open, intent) {
+            (Some(p), _) => p,
+            (None, Some(intent)) => {
+                let now = Utc::now();
+                let inserted = payment::Entity::insert(payment::ActiveModel {
+                    id: Set(payment_id),
+                    order_id: Set(order_id),
+                    user_id: Set(me.user_id),
+                    provider: Set(provider.name().into()),
+                    provider_ref: Set(intent.provider_ref.clone()),
+                    client_secret: Set(Some(intent.client_secret.clone())),
+                    amount_minor: Set(o.total_minor),
+                    currency: Set(o.currency.clone()),
+                    status: Set(intent.status.as_str().into()),
+                    kind: Set("payment".into()),
+                    description: Set(Some(format!("order {order_id}"))),
+                    metadata: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                })
+                .on_conflict(
+                    OnConflict::columns([payment::Column::Provider, payment::Column::ProviderRef])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                if inserted == 1 {
+                    note(
+                        txn,
+                        payment_id,
+                        "initiate",
+                        o.total_minor,
+                        intent.status.as_str(),
+                        json!({"providerRef": intent.provider_ref}),
+                    )
+                    .await?;
+                }
+                // A concurrent request reached the provider with the same key and inserted first.
+                payment::Entity::find()
+                    .filter(payment::Column::Provider.eq(provider.name()))
+                    .filter(payment::Column::ProviderRef.eq(intent.provider_ref.as_str()))
+                    .one(txn)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("payment vanished after insert"))?
+            }
+            (None, None) => unreachable!("an intent is created whenever no payment is open"),
+        };
+        Ok(payment_out(&p, true))
+    };
+    let opened = idempotency::once_after(&state.db, idem.as_ref(), ttl, StatusCode::CREATED, prepare, record).await?;
+    Ok(opened.then(async |_| {}).await)
 }
 
 /// One payment with every step it went through (its owner, or ADMIN).
@@ -517,62 +516,78 @@ async fn refund_order(
 ) -> Result<Response, AppError> {
     let idem = key.bind(me.user_id, &format!("POST /orders/{order_id}/refund"), &());
     let ttl = state.config.shop.idempotency_ttl;
-    if let Some(replay) = idempotency::peek(&state.db, idem.as_ref(), ttl).await? {
-        return Ok(replay);
-    }
-    let o = order::Entity::find_by_id(order_id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| AppError::NotFound("order not found".into()))?;
-    if o.status != OrderStatus::Paid.as_str() && o.status != OrderStatus::Cancelled.as_str() {
-        return Err(AppError::Conflict(format!("order is {}; only a paid order can be refunded", o.status)));
-    }
-    let p = payment::Entity::find()
-        .filter(payment::Column::OrderId.eq(order_id))
-        .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| AppError::Conflict(format!("order is {} and has no completed payment to refund", o.status)))?;
     let provider = &state.shop.provider;
-    if p.provider != provider.name() {
-        return Err(AppError::Conflict(format!(
-            "order was paid with {}, which is not the configured provider",
-            p.provider
-        )));
-    }
-    let refund_ref = provider.refund(&p).await?;
-    let event = ProviderEvent {
-        id: format!("mash-refund-{}", p.id),
-        event_type: "refund.created".into(),
-        kind: EventKind::Refunded,
-        provider_ref: p.provider_ref.clone(),
-        amount_minor: Some(p.amount_minor),
-        currency: Some(p.currency.clone()),
-        detail: Some(refund_ref),
+    let prepare = async || {
+        let o = order::Entity::find_by_id(order_id)
+            .one(&state.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound("order not found".into()))?;
+        if o.status != OrderStatus::Paid.as_str() && o.status != OrderStatus::Cancelled.as_str() {
+            return Err(AppError::Conflict(format!("order is {}; only a paid order can be refunded", o.status)));
+        }
+        let p = payment::Entity::find()
+            .filter(payment::Column::OrderId.eq(order_id))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .one(&state.db)
+            .await?
+            .ok_or_else(|| {
+                AppError::Conflict(format!("order is {} and has no completed payment to refund", o.status))
+            })?;
+        if p.provider != provider.name() {
+            return Err(AppError::Conflict(format!(
+                "order was paid with {}, which is not the configured provider",
+                p.provider
+            )));
+        }
+        let refund_ref = provider.refund(&p).await?;
+        let event = ProviderEvent {
+            id: format!("mash-refund-{}", p.id),
+            event_type: "refund.created".into(),
+            kind: EventKind::Refunded,
+            provider_ref: p.provider_ref.clone(),
+            amount_minor: Some(p.amount_minor),
+            currency: Some(p.currency.clone()),
+            detail: Some(refund_ref),
+        };
+        Ok((p, event))
     };
-    let txn = state.db.begin_write().await?;
-    if let Some(replay) = idempotency::claim(&txn, idem.as_ref(), ttl).await? {
-        return Ok(replay);
-    }
-    let outcome = apply_in(&txn, provider.name(), &event).await?;
-    audit::record(
-        &txn,
-        Entry::new("order.refunded")
-            .by(Some(me.user_id))
-            .on("order", order_id)
-            .details(json!({"paymentId": p.id, "amount": Money(p.amount_minor), "outcome": outcome.as_str()}))
-            .client(&client),
-    )
-    .await?;
-    let o = order::Entity::find_by_id(order_id).one(&txn).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
-    let out: OrderOut = orders::full_order(&txn, &o).await?;
-    let res = idempotency::respond(&txn, idem.as_ref(), StatusCode::OK, &out).await?;
-    txn.commit().await?;
-    if outcome == Outcome::Applied {
-        announce(&state, provider.name(), &event).await;
-    }
-    state.shop.cache.invalidate(state.redis.as_ref()).await;
-    Ok(res)
+    let record = async |txn: &crate::db::WriteTxn, (p, event): (payment::Model, ProviderEvent)| {
+        let outcome = apply_in(txn, provider.name(), &event).await?;
+        audit::record(
+            txn,
+            Entry::new("order.refunded")
+                .by(Some(me.user_id))
+                .on("order", order_id)
+                .details(json!({"paymentId": p.id, "amount": Money(p.amount_minor), "outcome": outcome.as_str()}))
+                .client(&client),
+        )
+        .await?;
+        let o =
+            order::Entity::find_by_id(order_id).one(txn).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+        let order: OrderOut = orders::full_order(txn, &o).await?;
+        Ok::<_, AppError>(Refunded { order, event, outcome })
+    };
+    let refunded = idempotency::once_after(&state.db, idem.as_ref(), ttl, StatusCode::OK, prepare, record).await?;
+    Ok(refunded
+        .then(async |r| {
+            if r.outcome == Outcome::Applied {
+                announce(&state, provider.name(), &r.event).await;
+            }
+            state.shop.cache.invalidate(state.redis.as_ref()).await;
+        })
+        .await)
+}
+
+/// A refunded order (the response body), and the event that refunded it for the announcement
+/// after the commit.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Refunded {
+    order: OrderOut,
+    #[serde(skip)]
+    event: ProviderEvent,
+    #[serde(skip)]
+    outcome: Outcome,
 }
 
 /// The webhook's answer.
