@@ -1,6 +1,17 @@
 //! The shop: catalogue (categories, products, search), orders that never oversell, payments
 //! with signed webhooks. See `docs/shop.md`.
 
+/// `Display` for the enums stored as text: the stored value (which is also the wire value).
+macro_rules! display_as_stored {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&sea_orm::ActiveEnum::to_value(self))
+            }
+        }
+    )+};
+}
+
 pub mod cache;
 pub mod catalogue;
 pub mod entity;

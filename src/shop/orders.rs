@@ -19,8 +19,9 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use chrono::{DateTime, Utc};
 use garde::Validate;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::{Expr, ExprTrait},
+    ActiveEnum, ColumnTrait, ConnectionTrait, DeriveActiveEnum, EntityTrait, EnumIter, Iterable, QueryFilter,
+    QueryOrder,
+    sea_query::{Expr, ExprTrait, StringLen},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,34 +49,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The order status machine: `pending -> paid -> fulfilled`, `pending -> cancelled`,
-/// `paid -> refunded`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// `paid -> refunded`. Stored in `orders.status` as its wire value (a CHECK keeps it to these).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
+    #[sea_orm(string_value = "pending")]
     Pending,
+    #[sea_orm(string_value = "paid")]
     Paid,
+    #[sea_orm(string_value = "fulfilled")]
     Fulfilled,
+    #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    #[sea_orm(string_value = "refunded")]
     Refunded,
 }
 
+display_as_stored!(OrderStatus);
+
 impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Paid => "paid",
-            Self::Fulfilled => "fulfilled",
-            Self::Cancelled => "cancelled",
-            Self::Refunded => "refunded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Paid, Self::Fulfilled, Self::Cancelled, Self::Refunded]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-
     /// Whether the machine allows `self -> to`.
     pub fn can_become(self, to: OrderStatus) -> bool {
         matches!(
@@ -153,7 +148,7 @@ pub fn order_out(o: &order::Model, items: &[order_item::Model]) -> OrderOut {
     OrderOut {
         id: o.id,
         user_id: o.user_id,
-        status: OrderStatus::parse(&o.status).unwrap_or(OrderStatus::Pending),
+        status: o.status,
         items: items
             .iter()
             .map(|i| OrderItemOut {
@@ -223,13 +218,9 @@ pub async fn transition<C: ConnectionTrait>(
     order_id: Uuid,
     to: OrderStatus,
 ) -> Result<order::Model, AppError> {
-    let from: Vec<&str> = [OrderStatus::Pending, OrderStatus::Paid]
-        .into_iter()
-        .filter(|s| s.can_become(to))
-        .map(OrderStatus::as_str)
-        .collect();
+    let from: Vec<OrderStatus> = OrderStatus::iter().filter(|s| s.can_become(to)).collect();
     let moved = order::Entity::update_many()
-        .col_expr(order::Column::Status, Expr::value(to.as_str()))
+        .col_expr(order::Column::Status, Expr::value(to))
         .col_expr(order::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(order::Column::Id.eq(order_id))
         .filter(order::Column::Status.is_in(from))
@@ -240,7 +231,7 @@ pub async fn transition<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| AppError::NotFound("order not found".into()))?;
     if moved.rows_affected != 1 {
-        return Err(AppError::Conflict(format!("order is {}; it cannot become {}", o.status, to.as_str())));
+        return Err(AppError::Conflict(format!("order is {}; it cannot become {to}", o.status)));
     }
     Ok(o)
 }
@@ -351,7 +342,7 @@ async fn create_order(
         let o = order::Model {
             id: order_id,
             user_id: me.user_id,
-            status: OrderStatus::Pending.as_str().into(),
+            status: OrderStatus::Pending,
             total_minor: total,
             currency: state.config.shop.currency.clone(),
             shipping_address: input.shipping_address.clone(),
@@ -445,10 +436,10 @@ async fn list_orders(
         query = query.filter(order::Column::UserId.eq(user_id));
     }
     if let Some(raw) = q.status.as_deref().filter(|s| !s.is_empty()) {
-        let status = OrderStatus::parse(raw).ok_or_else(|| {
+        let status = OrderStatus::try_from_value(&raw.to_string()).map_err(|_| {
             AppError::invalid_field("status", "must be one of pending, paid, fulfilled, cancelled, refunded")
         })?;
-        query = query.filter(order::Column::Status.eq(status.as_str()));
+        query = query.filter(order::Column::Status.eq(status));
     }
     let (rows, total) = page
         .fetch(&state.db, query, |q| q.order_by_desc(order::Column::CreatedAt).order_by_desc(order::Column::Id))
@@ -510,7 +501,7 @@ async fn cancel_order(
 struct Cancelled {
     order: OrderOut,
     #[serde(skip)]
-    open: Vec<(String, String)>,
+    open: Vec<(super::payments::PaymentProvider, String)>,
 }
 
 /// Marks a paid order fulfilled (ADMIN).
@@ -534,6 +525,8 @@ async fn fulfill_order(
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::Iterable;
+
     use super::OrderStatus::*;
 
     #[test]
@@ -542,8 +535,10 @@ mod tests {
         let allowed: Vec<_> =
             all.iter().flat_map(|a| all.iter().map(move |b| (*a, *b))).filter(|(a, b)| a.can_become(*b)).collect();
         assert_eq!(allowed, vec![(Pending, Paid), (Pending, Cancelled), (Paid, Fulfilled), (Paid, Refunded)]);
+        assert_eq!(super::OrderStatus::iter().collect::<Vec<_>>(), all);
         for s in all {
-            assert_eq!(super::OrderStatus::parse(s.as_str()), Some(s));
+            let wire = serde_json::to_value(s).unwrap();
+            assert_eq!(wire, serde_json::json!(sea_orm::ActiveEnum::to_value(&s)), "stored as sent");
         }
     }
 }

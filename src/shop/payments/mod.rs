@@ -19,8 +19,9 @@ use axum::{
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DeriveActiveEnum, EntityTrait, EnumIter, PaginatorTrait,
+    QueryFilter, QueryOrder,
+    sea_query::{OnConflict, StringLen},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -53,53 +54,71 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhook))
 }
 
-/// A payment's status (seed 004's `PaymentStatus`, plus `refunded`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A payment's status (seed 004's `PaymentStatus`, plus `refunded`), stored in
+/// `payments.status` as its wire value (a CHECK keeps it to these).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
+    #[sea_orm(string_value = "pending")]
     Pending,
+    #[sea_orm(string_value = "processing")]
     Processing,
+    #[sea_orm(string_value = "completed")]
     Completed,
+    #[sea_orm(string_value = "failed")]
     Failed,
+    #[sea_orm(string_value = "cancelled")]
     Cancelled,
+    #[sea_orm(string_value = "refunded")]
     Refunded,
 }
 
 impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Refunded => "refunded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Processing, Self::Completed, Self::Failed, Self::Cancelled, Self::Refunded]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
+    /// Still payable: the customer can (re)try with the same client secret.
+    pub const OPEN: [PaymentStatus; 3] = [Self::Pending, Self::Processing, Self::Failed];
 
     /// The statuses a payment may move to `self` from.
-    fn reachable_from(self) -> &'static [&'static str] {
+    fn reachable_from(self) -> &'static [PaymentStatus] {
         match self {
             Self::Pending => &[],
-            Self::Processing => &["pending", "failed"],
+            Self::Processing => &[Self::Pending, Self::Failed],
             // Also from `cancelled`: when the order was cancelled but the provider could not stop
             // the payment, the money did move; the payment says so and is flagged for refund.
-            Self::Completed => &["pending", "processing", "failed", "cancelled"],
-            Self::Failed => &["pending", "processing"],
-            Self::Cancelled => &["pending", "processing", "failed"],
-            Self::Refunded => &["completed"],
+            Self::Completed => &[Self::Pending, Self::Processing, Self::Failed, Self::Cancelled],
+            Self::Failed => &[Self::Pending, Self::Processing],
+            Self::Cancelled => &[Self::Pending, Self::Processing, Self::Failed],
+            Self::Refunded => &[Self::Completed],
         }
+    }
+
+    pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
     }
 }
 
-/// Still payable: the customer can (re)try with the same client secret.
-const OPEN: [&str; 3] = ["pending", "processing", "failed"];
+/// Who moves the money: `payments.provider` and `webhook_events.provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum PaymentProvider {
+    #[sea_orm(string_value = "sandbox")]
+    Sandbox,
+    #[sea_orm(string_value = "stripe")]
+    Stripe,
+}
+
+/// `payments.type`: what the row is. Only payments are stored (a refund is a step of its
+/// payment, in `payment_transactions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum PaymentKind {
+    #[sea_orm(string_value = "payment")]
+    Payment,
+}
+
+display_as_stored!(PaymentStatus, PaymentProvider, PaymentKind);
 
 /// What a provider returns for a new payment.
 #[derive(Debug, Clone)]
@@ -172,10 +191,10 @@ impl Provider {
         })
     }
 
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> PaymentProvider {
         match self {
-            Self::Sandbox => "sandbox",
-            Self::Stripe(_) => "stripe",
+            Self::Sandbox => PaymentProvider::Sandbox,
+            Self::Stripe(_) => PaymentProvider::Stripe,
         }
     }
 
@@ -250,9 +269,9 @@ fn payment_out(p: &payment::Model, owner_view: bool) -> PaymentOut {
     PaymentOut {
         payment_id: p.id,
         order_id: p.order_id,
-        provider: p.provider.clone(),
+        provider: p.provider.to_string(),
         client_secret: if owner_view { p.client_secret.clone() } else { None },
-        status: PaymentStatus::parse(&p.status).unwrap_or(PaymentStatus::Pending),
+        status: p.status,
         amount: Money(p.amount_minor),
         currency: p.currency.clone(),
         created_at: p.created_at,
@@ -287,7 +306,7 @@ async fn note<C: ConnectionTrait>(
 /// Moves a payment to `to` when it is in a status that allows it. Returns whether it moved.
 async fn move_payment<C: ConnectionTrait>(txn: &C, id: Uuid, to: PaymentStatus) -> Result<bool, sea_orm::DbErr> {
     let res = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, sea_orm::sea_query::Expr::value(to.as_str()))
+        .col_expr(payment::Column::Status, sea_orm::sea_query::Expr::value(to))
         .col_expr(payment::Column::UpdatedAt, sea_orm::sea_query::Expr::value(Utc::now()))
         .filter(payment::Column::Id.eq(id))
         .filter(payment::Column::Status.is_in(to.reachable_from().iter().copied()))
@@ -316,13 +335,13 @@ async fn create_payment(
         if o.user_id != me.user_id {
             return Err(AppError::Forbidden("only the customer who placed an order can pay for it".into()));
         }
-        if o.status != OrderStatus::Pending.as_str() {
+        if o.status != OrderStatus::Pending {
             return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", o.status)));
         }
         let open = payment::Entity::find()
             .filter(payment::Column::OrderId.eq(order_id))
             .filter(payment::Column::Provider.eq(provider.name()))
-            .filter(payment::Column::Status.is_in(OPEN))
+            .filter(payment::Column::Status.is_in(PaymentStatus::OPEN))
             .order_by_desc(payment::Column::CreatedAt)
             .one(&state.db)
             .await?;
@@ -342,7 +361,7 @@ async fn create_payment(
             .one(txn)
             .await?
             .ok_or_else(|| AppError::NotFound("order not found".into()))?;
-        if current.status != OrderStatus::Pending.as_str() {
+        if current.status != OrderStatus::Pending {
             return Err(AppError::Conflict(format!("order is {}; only a pending order can be paid", current.status)));
         }
         let p = match (open, intent) {
@@ -353,13 +372,13 @@ async fn create_payment(
                     id: Set(payment_id),
                     order_id: Set(order_id),
                     user_id: Set(me.user_id),
-                    provider: Set(provider.name().into()),
+                    provider: Set(provider.name()),
                     provider_ref: Set(intent.provider_ref.clone()),
                     client_secret: Set(Some(intent.client_secret.clone())),
                     amount_minor: Set(o.total_minor),
                     currency: Set(o.currency.clone()),
-                    status: Set(intent.status.as_str().into()),
-                    kind: Set("payment".into()),
+                    status: Set(intent.status),
+                    kind: Set(PaymentKind::Payment),
                     description: Set(Some(format!("order {order_id}"))),
                     metadata: Set(None),
                     created_at: Set(now),
@@ -378,7 +397,7 @@ async fn create_payment(
                         payment_id,
                         "initiate",
                         o.total_minor,
-                        intent.status.as_str(),
+                        &intent.status.to_string(),
                         json!({"providerRef": intent.provider_ref}),
                     )
                     .await?;
@@ -470,7 +489,7 @@ async fn sandbox_confirm(
     Valid(Json(input)): Valid<Json<SandboxConfirmIn>>,
 ) -> Result<Json<PaymentOut>, AppError> {
     let p = payment::Entity::find_by_id(id)
-        .filter(payment::Column::Provider.eq("sandbox"))
+        .filter(payment::Column::Provider.eq(PaymentProvider::Sandbox))
         .one(&state.db)
         .await?
         .filter(|p| p.user_id == me.user_id)
@@ -479,7 +498,7 @@ async fn sandbox_confirm(
     if !crate::util::constant_time_eq(secret.as_bytes(), input.client_secret.as_bytes()) {
         return Err(AppError::invalid_field("clientSecret", "does not match this payment"));
     }
-    if !OPEN.contains(&p.status.as_str()) {
+    if !p.status.is_open() {
         return Err(AppError::Conflict(format!("payment is {}; it can no longer be confirmed", p.status)));
     }
     let (kind, event_type) = match input.outcome {
@@ -495,7 +514,7 @@ async fn sandbox_confirm(
         currency: Some(p.currency.clone()),
         detail: matches!(input.outcome, SandboxOutcome::Failed).then(|| "sandbox card declined".to_string()),
     };
-    apply(&state, "sandbox", &event).await?;
+    apply(&state, PaymentProvider::Sandbox, &event).await?;
     let p = payment::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(|| anyhow::anyhow!("payment vanished"))?;
     Ok(Json(payment_out(&p, true)))
 }
@@ -522,12 +541,12 @@ async fn refund_order(
             .one(&state.db)
             .await?
             .ok_or_else(|| AppError::NotFound("order not found".into()))?;
-        if o.status != OrderStatus::Paid.as_str() && o.status != OrderStatus::Cancelled.as_str() {
+        if !matches!(o.status, OrderStatus::Paid | OrderStatus::Cancelled) {
             return Err(AppError::Conflict(format!("order is {}; only a paid order can be refunded", o.status)));
         }
         let p = payment::Entity::find()
             .filter(payment::Column::OrderId.eq(order_id))
-            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed))
             .one(&state.db)
             .await?
             .ok_or_else(|| {
@@ -633,7 +652,7 @@ async fn webhook(
         return Err(AppError::invalid_field("Stripe-Signature", e.to_string()));
     }
     let event = stripe::parse_event(&body).map_err(AppError::bad_request)?;
-    let outcome = apply(&state, "stripe", &event).await?;
+    let outcome = apply(&state, PaymentProvider::Stripe, &event).await?;
     count(outcome.as_str());
     Ok(Json(WebhookAck { received: true, outcome: outcome.as_str().into() }))
 }
@@ -657,7 +676,7 @@ impl Outcome {
 }
 
 /// Applies one provider event in its own transaction (see [`apply_in`]).
-pub async fn apply(state: &AppState, provider: &str, event: &ProviderEvent) -> Result<Outcome, AppError> {
+pub async fn apply(state: &AppState, provider: PaymentProvider, event: &ProviderEvent) -> Result<Outcome, AppError> {
     let txn = state.db.begin_write().await?;
     let outcome = apply_in(&txn, provider, event).await?;
     txn.commit().await?;
@@ -674,7 +693,7 @@ pub async fn apply(state: &AppState, provider: &str, event: &ProviderEvent) -> R
 /// After an applied event has committed: tells the order's owner (`/orders/{userId}`) that the
 /// order was paid, its payment failed, or it was refunded, when the order shows it (a payment
 /// that arrives after a cancellation does not make the order paid).
-async fn announce(state: &AppState, provider: &str, event: &ProviderEvent) {
+async fn announce(state: &AppState, provider: PaymentProvider, event: &ProviderEvent) {
     let change = match event.kind {
         EventKind::Succeeded => "paid",
         EventKind::Failed => "payment_failed",
@@ -692,8 +711,8 @@ async fn announce(state: &AppState, provider: &str, event: &ProviderEvent) {
         };
         let Some(o) = order::Entity::find_by_id(p.order_id).one(&state.db).await? else { return Ok(None) };
         let shows = match change {
-            "paid" => o.status == OrderStatus::Paid.as_str(),
-            "refunded" => o.status == OrderStatus::Refunded.as_str(),
+            "paid" => o.status == OrderStatus::Paid,
+            "refunded" => o.status == OrderStatus::Refunded,
             _ => true,
         };
         if !shows {
@@ -711,9 +730,13 @@ async fn announce(state: &AppState, provider: &str, event: &ProviderEvent) {
 
 /// Applies one provider event inside `txn`: records its id (a second delivery is `Duplicate`
 /// and changes nothing), moves the payment and its order together, and notes the step.
-pub async fn apply_in<C: ConnectionTrait>(txn: &C, provider: &str, event: &ProviderEvent) -> Result<Outcome, AppError> {
+pub async fn apply_in<C: ConnectionTrait>(
+    txn: &C,
+    provider: PaymentProvider,
+    event: &ProviderEvent,
+) -> Result<Outcome, AppError> {
     let first = webhook_event::Entity::insert(webhook_event::ActiveModel {
-        provider: Set(provider.into()),
+        provider: Set(provider),
         event_id: Set(event.id.chars().take(255).collect()),
         event_type: Set(event.event_type.chars().take(128).collect()),
         received_at: Set(Utc::now()),
@@ -825,10 +848,10 @@ pub async fn apply_in<C: ConnectionTrait>(txn: &C, provider: &str, event: &Provi
 pub async fn cancel_open_payments<C: ConnectionTrait>(
     txn: &C,
     order_id: Uuid,
-) -> Result<Vec<(String, String)>, AppError> {
+) -> Result<Vec<(PaymentProvider, String)>, AppError> {
     let open = payment::Entity::find()
         .filter(payment::Column::OrderId.eq(order_id))
-        .filter(payment::Column::Status.is_in(OPEN))
+        .filter(payment::Column::Status.is_in(PaymentStatus::OPEN))
         .all(txn)
         .await?;
     let mut refs = Vec::new();
@@ -843,7 +866,7 @@ pub async fn cancel_open_payments<C: ConnectionTrait>(
 
 /// Best effort, after commit: cancels intents at the provider so they can no longer be paid.
 /// A failure is logged; a payment that still succeeds is recorded as needing a refund.
-pub async fn cancel_at_provider(state: &AppState, refs: Vec<(String, String)>) {
+pub async fn cancel_at_provider(state: &AppState, refs: Vec<(PaymentProvider, String)>) {
     let provider = &state.shop.provider;
     for (name, provider_ref) in refs {
         if name != provider.name() {
