@@ -218,10 +218,10 @@ fn judge(row: entity::Model, bound: &Bound) -> Result<Response, IdempotencyError
     if row.response_status == 0 {
         return Err(IdempotencyError::InProgress);
     }
-    let status = u16::try_from(row.response_status)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .ok_or_else(|| IdempotencyError::Broken(format!("stored idempotent response has status {}", row.response_status)))?;
+    let status =
+        u16::try_from(row.response_status).ok().and_then(|s| StatusCode::from_u16(s).ok()).ok_or_else(|| {
+            IdempotencyError::Broken(format!("stored idempotent response has status {}", row.response_status))
+        })?;
     Ok(json_response(status, row.response_body.into_bytes(), true))
 }
 

@@ -42,7 +42,9 @@ fn check(backend: DatabaseBackend, table: &str, column: &str, values: &[&str]) -
     }
     let refuse = format!("SELECT RAISE(ABORT, '{table}.{column} must be one of {}');", values.join(", "));
     let trigger = |when: &str, suffix: &str| {
-        format!(r#"CREATE TRIGGER {name}_{suffix} BEFORE {when} ON {table} WHEN NEW."{column}" NOT IN ({list}) BEGIN {refuse} END"#)
+        format!(
+            r#"CREATE TRIGGER {name}_{suffix} BEFORE {when} ON {table} WHEN NEW."{column}" NOT IN ({list}) BEGIN {refuse} END"#
+        )
     };
     let up = vec![trigger("INSERT", "insert"), trigger(&format!(r#"UPDATE OF "{column}""#), "update")];
     (up, vec![format!("DROP TRIGGER {name}_update"), format!("DROP TRIGGER {name}_insert")])

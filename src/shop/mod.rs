@@ -43,6 +43,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().merge(catalogue::router()).merge(orders::router()).merge(payments::router())
 }
 
+/// After a committed write that changes what the catalogue shows (a product, a category, or
+/// stock taken or returned): drops cached pages here and on every other instance.
+pub async fn catalogue_changed(state: &AppState) {
+    state.shop.cache.invalidate(state.redis.as_ref()).await;
+}
+
 /// Background work: catalogue invalidations from other instances (with Redis), and pruning of
 /// expired idempotency keys.
 pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {

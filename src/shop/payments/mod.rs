@@ -19,8 +19,8 @@ use axum::{
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DeriveActiveEnum, EntityTrait, EnumIter, PaginatorTrait,
-    QueryFilter, QueryOrder,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DeriveActiveEnum, EntityTrait, EnumIter, PaginatorTrait, QueryFilter, QueryOrder,
     sea_query::{OnConflict, StringLen},
 };
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::{
     entity::{order, payment, payment_transaction, webhook_event},
-    orders::{self, OrderOut, OrderStatus},
+    orders::{self, OrderChange, OrderError, OrderOut, OrderStatus},
 };
 use crate::{
     audit::{self, Entry},
@@ -54,11 +54,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhook))
 }
 
-/// A payment's status (seed 004's `PaymentStatus`, plus `refunded`), stored in
-/// `payments.status` as its wire value (a CHECK keeps it to these).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, utoipa::ToSchema,
-)]
+// Stored in `payments.status` as its wire value; a CHECK keeps the column to these. (The doc
+// comment below is the OpenAPI description.)
+/// A payment's status (seed 004's `PaymentStatus`, plus `refunded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, utoipa::ToSchema)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
@@ -331,7 +330,7 @@ async fn create_payment(
     let ttl = state.config.shop.idempotency_ttl;
     let provider = &state.shop.provider;
     let prepare = async || {
-        let o = orders::visible_order(&state.db, &me, order_id).await?;
+        let o = orders::visible_order(&state.db, &me, order_id.into()).await?;
         if o.user_id != me.user_id {
             return Err(AppError::Forbidden("only the customer who placed an order can pay for it".into()));
         }
@@ -354,7 +353,8 @@ async fn create_payment(
         };
         Ok((o, open, intent))
     };
-    let record = async |txn: &crate::db::WriteTxn, (o, open, intent): (order::Model, Option<payment::Model>, Option<Intent>)| {
+    let record = async |txn: &crate::db::WriteTxn,
+                        (o, open, intent): (order::Model, Option<payment::Model>, Option<Intent>)| {
         let payment_id = Uuid::now_v7();
         // The order must still be pending; the row lock orders us with a cancel.
         let current = crate::db::for_update(order::Entity::find_by_id(order_id))
@@ -581,8 +581,7 @@ async fn refund_order(
                 .client(&client),
         )
         .await?;
-        let o =
-            order::Entity::find_by_id(order_id).one(txn).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+        let o = order::Entity::find_by_id(order_id).one(txn).await?.ok_or_else(|| anyhow::anyhow!("order vanished"))?;
         let order: OrderOut = orders::full_order(txn, &o).await?;
         Ok::<_, AppError>(Refunded { order, event, outcome })
     };
@@ -592,7 +591,7 @@ async fn refund_order(
             if r.outcome == Outcome::Applied {
                 announce(&state, provider.name(), &r.event).await;
             }
-            state.shop.cache.invalidate(state.redis.as_ref()).await;
+            super::catalogue_changed(&state).await;
         })
         .await)
 }
@@ -695,9 +694,9 @@ pub async fn apply(state: &AppState, provider: PaymentProvider, event: &Provider
 /// that arrives after a cancellation does not make the order paid).
 async fn announce(state: &AppState, provider: PaymentProvider, event: &ProviderEvent) {
     let change = match event.kind {
-        EventKind::Succeeded => "paid",
-        EventKind::Failed => "payment_failed",
-        EventKind::Refunded => "refunded",
+        EventKind::Succeeded => OrderChange::Paid,
+        EventKind::Failed => OrderChange::PaymentFailed,
+        EventKind::Refunded => OrderChange::Refunded,
         _ => return,
     };
     let found = async {
@@ -711,20 +710,20 @@ async fn announce(state: &AppState, provider: PaymentProvider, event: &ProviderE
         };
         let Some(o) = order::Entity::find_by_id(p.order_id).one(&state.db).await? else { return Ok(None) };
         let shows = match change {
-            "paid" => o.status == OrderStatus::Paid,
-            "refunded" => o.status == OrderStatus::Refunded,
+            OrderChange::Paid => o.status == OrderStatus::Paid,
+            OrderChange::Refunded => o.status == OrderStatus::Refunded,
             _ => true,
         };
         if !shows {
             return Ok(None);
         }
-        orders::full_order(&state.db, &o).await.map(|out| Some((o.user_id, out)))
+        Ok(Some(orders::full_order(&state.db, &o).await?))
     }
     .await;
     match found {
-        Ok(Some((user_id, out))) => orders::publish_change(state, change, user_id, &out),
+        Ok(Some(out)) => orders::publish_change(state, change, &out),
         Ok(None) => {}
-        Err::<_, AppError>(e) => tracing::warn!(error = %e, "could not announce an order change"),
+        Err::<_, sea_orm::DbErr>(e) => tracing::warn!(error = %e, "could not announce an order change"),
     }
 }
 
@@ -793,14 +792,15 @@ pub async fn apply_in<C: ConnectionTrait>(
                 return Ok(Outcome::Applied);
             }
             note(txn, p.id, "payment", amount, "succeeded", meta(json!({}))).await?;
-            match orders::transition(txn, p.order_id, OrderStatus::Paid).await {
+            match orders::transition(txn, p.order_id.into(), OrderStatus::Paid).await {
                 Ok(_) => {}
-                Err(AppError::Conflict(why)) => {
+                Err(e @ OrderError::CannotBecome { .. }) => {
+                    let why = e.to_string();
                     // Paid after the order was cancelled: the money must go back.
                     tracing::warn!(payment_id = %p.id, order_id = %p.order_id, %why, "payment succeeded for an order that is not pending; it needs a refund");
                     note(txn, p.id, "order_not_payable", amount, "needs_refund", meta(json!({"reason": why}))).await?;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         EventKind::Failed => {
@@ -828,14 +828,15 @@ pub async fn apply_in<C: ConnectionTrait>(
             }
             note(txn, p.id, "refund", event.amount_minor.unwrap_or(p.amount_minor), "succeeded", meta(json!({})))
                 .await?;
-            match orders::transition(txn, p.order_id, OrderStatus::Refunded).await {
-                Ok(_) => orders::restock(txn, p.order_id).await?,
+            match orders::transition(txn, p.order_id.into(), OrderStatus::Refunded).await {
+                Ok(_) => orders::restock(txn, p.order_id.into()).await?,
                 // Refunded after fulfilment: the goods are gone, the stock stays as it is.
-                Err(AppError::Conflict(why)) => {
+                Err(e @ OrderError::CannotBecome { .. }) => {
+                    let why = e.to_string();
                     note(txn, p.id, "order_not_refundable", p.amount_minor, "noted", meta(json!({"reason": why})))
                         .await?
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         EventKind::Other => unreachable!("handled above"),
@@ -843,12 +844,16 @@ pub async fn apply_in<C: ConnectionTrait>(
     Ok(Outcome::Applied)
 }
 
+/// A payment cancelled with its order, to stop at the provider after the commit.
+#[derive(Debug)]
+pub struct OpenPayment(PaymentProvider, String);
+
 /// Cancels the open payments of an order being cancelled, inside its transaction. Returns the
 /// provider references to cancel at the provider once the transaction has committed.
 pub async fn cancel_open_payments<C: ConnectionTrait>(
     txn: &C,
-    order_id: Uuid,
-) -> Result<Vec<(PaymentProvider, String)>, AppError> {
+    order_id: crate::ids::OrderId,
+) -> Result<Vec<OpenPayment>, sea_orm::DbErr> {
     let open = payment::Entity::find()
         .filter(payment::Column::OrderId.eq(order_id))
         .filter(payment::Column::Status.is_in(PaymentStatus::OPEN))
@@ -858,7 +863,7 @@ pub async fn cancel_open_payments<C: ConnectionTrait>(
     for p in open {
         if move_payment(txn, p.id, PaymentStatus::Cancelled).await? {
             note(txn, p.id, "cancel", p.amount_minor, "cancelled", json!({"reason": "order cancelled"})).await?;
-            refs.push((p.provider, p.provider_ref));
+            refs.push(OpenPayment(p.provider, p.provider_ref));
         }
     }
     Ok(refs)
@@ -866,9 +871,9 @@ pub async fn cancel_open_payments<C: ConnectionTrait>(
 
 /// Best effort, after commit: cancels intents at the provider so they can no longer be paid.
 /// A failure is logged; a payment that still succeeds is recorded as needing a refund.
-pub async fn cancel_at_provider(state: &AppState, refs: Vec<(PaymentProvider, String)>) {
+pub async fn cancel_at_provider(state: &AppState, refs: Vec<OpenPayment>) {
     let provider = &state.shop.provider;
-    for (name, provider_ref) in refs {
+    for OpenPayment(name, provider_ref) in refs {
         if name != provider.name() {
             continue;
         }
