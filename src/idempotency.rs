@@ -22,7 +22,7 @@ use axum::{
     body::Body,
     extract::FromRequestParts,
     http::{HeaderValue, StatusCode, header, request::Parts},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use chrono::Utc;
 use sea_orm::{
@@ -157,6 +157,15 @@ impl<T> Once<T> {
                 effects(value).await;
                 response
             }
+        }
+    }
+}
+
+/// The response alone, for a route with nothing to do after the commit.
+impl<T> IntoResponse for Once<T> {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Replayed(response) | Self::Done { response, .. } => response,
         }
     }
 }
