@@ -4,7 +4,7 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-use super::{Basket, OrderChange, OrderIn, OrderOut, OrderQuery};
+use super::{Basket, OrderIn, OrderOut, OrderQuery};
 use crate::{
     auth::{Authorized, ClientMeta, perm},
     http::{AppError, Json, Page, Path, Query, Valid},
@@ -102,7 +102,5 @@ async fn fulfill_order(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<Json<OrderOut>, AppError> {
-    let out = super::fulfil(&state.db, me.user_id.into(), id.into(), &client).await?;
-    super::publish_change(&state, OrderChange::Fulfilled, &out);
-    Ok(Json(out))
+    Ok(Json(super::fulfil(&state, me.user_id.into(), id.into(), &client).await?))
 }
