@@ -19,6 +19,7 @@ mod probe;
 mod realtime;
 mod rt_client;
 mod shop_catalogue;
+mod shop_domain;
 mod shop_orders;
 mod shop_payments;
 mod telemetry;
