@@ -3,6 +3,7 @@
 //! event is applied once per event id.
 
 use chrono::Utc;
+use sea_orm::ActiveEnum;
 
 use super::{Outcome, PaymentError, PaymentProvider, events::apply, stripe};
 use crate::{metrics::WebhookLabels, state::AppState};
@@ -18,8 +19,9 @@ pub async fn receive(
     let count = |outcome: &'static str| {
         state.metrics.payment_webhooks.get_or_create(&WebhookLabels { provider: "stripe", outcome }).inc();
     };
-    let secret = match (provider, &state.config.shop.stripe_webhook_secret) {
-        ("stripe", Some(secret)) => secret,
+    let named = PaymentProvider::try_from_value(&provider.to_string()).ok();
+    let secret = match (named, &state.config.shop.stripe_webhook_secret) {
+        (Some(PaymentProvider::Stripe), Some(secret)) => secret,
         _ => return Err(PaymentError::NoWebhooks),
     };
     let now = Utc::now().timestamp();
