@@ -11,6 +11,7 @@ mod m20261123_000005_jobs_alerts;
 mod m20261124_000006_realtime;
 mod m20261125_000007_alert_series;
 mod m20261206_000008_identity_checks;
+mod m20261206_000009_shop_status_checks;
 mod m20261206_000011_greenhouse_checks;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_realtime::Migration),
             Box::new(m20261125_000007_alert_series::Migration),
             Box::new(m20261206_000008_identity_checks::Migration),
+            Box::new(m20261206_000009_shop_status_checks::Migration),
             Box::new(m20261206_000011_greenhouse_checks::Migration),
         ]
     }

@@ -51,13 +51,15 @@ pub mod product {
 pub mod order {
     use sea_orm::entity::prelude::*;
 
+    pub use crate::shop::orders::OrderStatus;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "orders")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub user_id: Uuid,
-        pub status: String,
+        pub status: OrderStatus,
         pub total_minor: i64,
         pub currency: String,
         pub shipping_address: Option<Json>,
@@ -95,6 +97,8 @@ pub mod order_item {
 pub mod payment {
     use sea_orm::entity::prelude::*;
 
+    pub use crate::shop::payments::{PaymentKind, PaymentProvider, PaymentStatus};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "payments")]
     pub struct Model {
@@ -102,14 +106,14 @@ pub mod payment {
         pub id: Uuid,
         pub order_id: Uuid,
         pub user_id: Uuid,
-        pub provider: String,
+        pub provider: PaymentProvider,
         pub provider_ref: String,
         pub client_secret: Option<String>,
         pub amount_minor: i64,
         pub currency: String,
-        pub status: String,
+        pub status: PaymentStatus,
         #[sea_orm(column_name = "type")]
-        pub kind: String,
+        pub kind: PaymentKind,
         pub description: Option<String>,
         pub metadata: Option<Json>,
         pub created_at: DateTimeUtc,
@@ -147,11 +151,13 @@ pub mod payment_transaction {
 pub mod webhook_event {
     use sea_orm::entity::prelude::*;
 
+    pub use crate::shop::payments::PaymentProvider;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhook_events")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
-        pub provider: String,
+        pub provider: PaymentProvider,
         #[sea_orm(primary_key, auto_increment = false)]
         pub event_id: String,
         pub event_type: String,

@@ -1,6 +1,17 @@
 //! The shop: catalogue (categories, products, search), orders that never oversell, payments
 //! with signed webhooks. See `docs/shop.md`.
 
+/// `Display` for the enums stored as text: the stored value (which is also the wire value).
+macro_rules! display_as_stored {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&sea_orm::ActiveEnum::to_value(self))
+            }
+        }
+    )+};
+}
+
 pub mod cache;
 pub mod catalogue;
 pub mod entity;
@@ -30,6 +41,12 @@ impl ShopState {
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().merge(catalogue::router()).merge(orders::router()).merge(payments::router())
+}
+
+/// After a committed write that changes what the catalogue shows (a product, a category, or
+/// stock taken or returned): drops cached pages here and on every other instance.
+pub async fn catalogue_changed(state: &AppState) {
+    state.shop.cache.invalidate(state.redis.as_ref()).await;
 }
 
 /// Background work: catalogue invalidations from other instances (with Redis), and pruning of

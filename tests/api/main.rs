@@ -23,6 +23,7 @@ mod realtime_presence;
 mod realtime_replay;
 mod rt_client;
 mod shop_catalogue;
+mod shop_domain;
 mod shop_orders;
 mod shop_payments;
 mod telemetry;

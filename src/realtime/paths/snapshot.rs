@@ -79,7 +79,7 @@ pub async fn open_alerts(state: &AppState, grower_id: Uuid) -> Result<Snapshot, 
 }
 
 pub async fn open_orders(state: &AppState, user_id: Uuid) -> Result<Snapshot, AppError> {
-    let open = [orders::OrderStatus::Pending.as_str(), orders::OrderStatus::Paid.as_str()];
+    let open = [orders::OrderStatus::Pending, orders::OrderStatus::Paid];
     let rows = order::Entity::find()
         .filter(order::Column::UserId.eq(user_id))
         .filter(order::Column::Status.is_in(open))
