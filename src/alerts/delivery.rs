@@ -18,37 +18,16 @@ use uuid::Uuid;
 
 use super::{
     AlertOut, Change,
-    entity::{alert, delivery, push_token, webhook},
+    entity::{Channel, DeliveryStatus, Severity, alert, delivery, push_token, webhook},
     fcm::FcmError,
 };
 use crate::{
-    config::Severity,
     greenhouse::entity::member,
     jobs::{self, BackgroundJob, Permanent},
     mail::SendEmail,
     state::AppState,
     users::entity::user,
 };
-
-/// A notification channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Realtime,
-    Push,
-    Email,
-    Webhook,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Realtime => "realtime",
-            Channel::Push => "push",
-            Channel::Email => "email",
-            Channel::Webhook => "webhook",
-        }
-    }
-}
 
 /// Records one delivery attempt (best effort: a failure to record is logged, and never turns a
 /// delivered notification into a retried one).
@@ -58,15 +37,15 @@ pub async fn record_delivery(
     alert_id: Option<Uuid>,
     channel: Channel,
     target: &str,
-    status: &'static str,
+    status: DeliveryStatus,
     error: Option<&str>,
 ) {
     let row = delivery::ActiveModel {
         id: Set(Uuid::now_v7()),
         alert_id: Set(alert_id),
-        channel: Set(channel.as_str().into()),
+        channel: Set(channel),
         target: Set(target.chars().take(512).collect()),
-        status: Set(status.into()),
+        status: Set(status),
         error: Set(error.map(|e| e.chars().take(2000).collect())),
         attempt: Set(attempt),
         created_at: Set(state.clock.now()),
@@ -77,12 +56,12 @@ pub async fn record_delivery(
     state
         .metrics
         .notifications
-        .get_or_create(&crate::metrics::NotificationLabels { channel: channel.as_str(), status })
+        .get_or_create(&crate::metrics::NotificationLabels { channel: channel.as_str(), status: status.as_str() })
         .inc();
 }
 
-fn at_least(severity: &str, min: Option<Severity>) -> bool {
-    matches!((Severity::parse(severity), min), (Some(s), Some(m)) if s >= m)
+fn at_least(severity: Severity, min: Option<Severity>) -> bool {
+    min.is_some_and(|m| severity >= m)
 }
 
 /// Enqueues the deliveries of `changes` (all of one grower) inside `txn`.
@@ -114,7 +93,7 @@ pub async fn notify<C: ConnectionTrait>(
     };
     let created: Vec<&alert::Model> = changes.iter().filter(|(c, _)| *c == Change::Created).map(|(_, a)| a).collect();
     let push: Vec<&&alert::Model> =
-        created.iter().filter(|a| at_least(&a.severity, state.config.alerts.push_min_severity)).collect();
+        created.iter().filter(|a| at_least(a.severity, state.config.alerts.push_min_severity)).collect();
     // Members who can still sign in: not deleted, not disabled.
     let recipients = || {
         Query::select()
@@ -140,7 +119,7 @@ pub async fn notify<C: ConnectionTrait>(
         }
     }
     let mail: Vec<&&alert::Model> =
-        created.iter().filter(|a| at_least(&a.severity, state.config.alerts.email_min_severity)).collect();
+        created.iter().filter(|a| at_least(a.severity, state.config.alerts.email_min_severity)).collect();
     if !mail.is_empty() {
         let emails: Vec<String> = user::Entity::find()
             .select_only()
@@ -151,7 +130,7 @@ pub async fn notify<C: ConnectionTrait>(
             .await?;
         for a in &mail {
             for to in &emails {
-                let subject = format!("[{}] {} alert on {}", a.severity.to_uppercase(), a.metric, a.device_id);
+                let subject = format!("[{}] {} alert on {}", a.severity.as_str().to_uppercase(), a.metric, a.device_id);
                 let body = format!(
                     "{}\n\nAlert {} (rule {}), device {}, at {}.\nOpen it: {}/alerts/{}\n",
                     a.message,
@@ -214,7 +193,8 @@ impl BackgroundJob for PublishAlertEvents {
             state.metrics.alert_event_latency.observe(elapsed);
         }
         for e in &self.events {
-            record_delivery(state, run.attempt, Some(e.alert.id), Channel::Realtime, &path, "sent", None).await;
+            record_delivery(state, run.attempt, Some(e.alert.id), Channel::Realtime, &path, DeliveryStatus::Sent, None)
+                .await;
         }
         Ok(())
     }
@@ -242,7 +222,7 @@ impl BackgroundJob for SendPush {
                 Some(self.alert_id),
                 Channel::Push,
                 &target,
-                "skipped",
+                DeliveryStatus::Skipped,
                 Some("FCM is not configured"),
             )
             .await;
@@ -255,22 +235,49 @@ impl BackgroundJob for SendPush {
         match fcm.send(&token.token, &message).await {
             Ok(name) => {
                 tracing::debug!(fcm_message = %name, "push sent");
-                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "sent", None).await;
+                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, DeliveryStatus::Sent, None)
+                    .await;
                 Ok(())
             }
             Err(FcmError::Unregistered(why)) => {
                 // FCM says this token will never work again: forget it.
                 push_token::Entity::delete_by_id(token.id).exec(&state.db).await?;
-                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "unregistered", Some(&why))
-                    .await;
+                record_delivery(
+                    state,
+                    run.attempt,
+                    Some(a.id),
+                    Channel::Push,
+                    &target,
+                    DeliveryStatus::Unregistered,
+                    Some(&why),
+                )
+                .await;
                 Ok(())
             }
             Err(FcmError::Rejected(why)) => {
-                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "failed", Some(&why)).await;
+                record_delivery(
+                    state,
+                    run.attempt,
+                    Some(a.id),
+                    Channel::Push,
+                    &target,
+                    DeliveryStatus::Failed,
+                    Some(&why),
+                )
+                .await;
                 Err(Permanent(why).into())
             }
             Err(FcmError::Transient(why)) => {
-                record_delivery(state, run.attempt, Some(a.id), Channel::Push, &target, "failed", Some(&why)).await;
+                record_delivery(
+                    state,
+                    run.attempt,
+                    Some(a.id),
+                    Channel::Push,
+                    &target,
+                    DeliveryStatus::Failed,
+                    Some(&why),
+                )
+                .await;
                 Err(anyhow::anyhow!(why))
             }
         }
@@ -302,8 +309,16 @@ impl BackgroundJob for DeliverWebhook {
         let result = state.alerts.webhooks.post(&hook.url, &secret, self.event_id, &self.body, state.clock.now()).await;
         match result {
             Ok(()) => {
-                record_delivery(state, run.attempt, Some(self.alert_id), Channel::Webhook, &hook.url, "sent", None)
-                    .await;
+                record_delivery(
+                    state,
+                    run.attempt,
+                    Some(self.alert_id),
+                    Channel::Webhook,
+                    &hook.url,
+                    DeliveryStatus::Sent,
+                    None,
+                )
+                .await;
                 Ok(())
             }
             Err(why) => {
@@ -313,7 +328,7 @@ impl BackgroundJob for DeliverWebhook {
                     Some(self.alert_id),
                     Channel::Webhook,
                     &hook.url,
-                    "failed",
+                    DeliveryStatus::Failed,
                     Some(&why),
                 )
                 .await;

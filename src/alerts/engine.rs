@@ -20,64 +20,7 @@
 
 use chrono::{DateTime, Utc};
 
-/// What a rule watches for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Threshold,
-    Rate,
-    Stale,
-    Anomaly,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Threshold => "threshold",
-            Kind::Rate => "rate",
-            Kind::Stale => "stale",
-            Kind::Anomaly => "anomaly",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "threshold" => Some(Kind::Threshold),
-            "rate" => Some(Kind::Rate),
-            "stale" => Some(Kind::Stale),
-            "anomaly" => Some(Kind::Anomaly),
-            _ => None,
-        }
-    }
-}
-
-/// How a value is compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Op {
-    Gt,
-    Lt,
-    Outside,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Gt => "gt",
-            Op::Lt => "lt",
-            Op::Outside => "outside",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "gt" => Some(Op::Gt),
-            "lt" => Some(Op::Lt),
-            "outside" => Some(Op::Outside),
-            _ => None,
-        }
-    }
-}
+pub use super::entity::rule::{Kind, Op};
 
 pub const DEFAULT_ALPHA: f64 = 0.1;
 pub const DEFAULT_WARMUP: i64 = 20;
@@ -100,9 +43,9 @@ pub struct Rule {
 impl Rule {
     pub fn from_model(m: &super::entity::rule::Model) -> Option<Self> {
         Some(Self {
-            kind: Kind::parse(&m.kind)?,
+            kind: m.kind,
             metric: m.metric.clone(),
-            op: m.op.as_deref().and_then(Op::parse),
+            op: m.op,
             threshold: m.threshold,
             low: m.low,
             high: m.high,

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::{
     Change,
     engine::{self, Kind, Outcome},
-    entity::{alert, rule, rule_state, series_state},
+    entity::{AlertStatus, alert, rule, rule_state, series_state},
 };
 use crate::{greenhouse::entity::device, jobs::BackgroundJob, state::AppState};
 
@@ -294,7 +294,7 @@ impl BackgroundJob for CheckStale {
 
     async fn run(&self, state: &AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
         let rules = rule::Entity::find()
-            .filter(rule::Column::Kind.eq(Kind::Stale.as_str()))
+            .filter(rule::Column::Kind.eq(Kind::Stale))
             .filter(rule::Column::Enabled.eq(true))
             .filter(rule::Column::DeletedAt.is_null())
             .all(&state.db)
@@ -570,7 +570,7 @@ async fn open_alerts(
     for chunk in keys.chunks(500) {
         let wanted: std::collections::HashSet<&Pair> = chunk.iter().collect();
         let rows = alert::Entity::find()
-            .filter(alert::Column::Status.ne(alert::RESOLVED))
+            .filter(alert::Column::Status.ne(AlertStatus::Resolved))
             .filter(pair_condition(chunk, alert::Column::RuleId, alert::Column::DeviceId))
             .all(txn)
             .await?;
@@ -620,8 +620,8 @@ async fn apply(
                         device_id,
                         rule_id: rule.id,
                         metric: rule.metric.clone(),
-                        severity: rule.severity.clone(),
-                        status: alert::ACTIVE.into(),
+                        severity: rule.severity,
+                        status: AlertStatus::Active,
                         message: String::new(),
                         value,
                         count: 1,
@@ -690,7 +690,7 @@ async fn flush_repeats(
         .col_expr(alert::Column::LastSeenAt, Expr::value(now))
         .col_expr(alert::Column::UpdatedAt, Expr::value(now))
         .filter(alert::Column::Id.eq(a.id))
-        .filter(alert::Column::Status.ne(alert::RESOLVED))
+        .filter(alert::Column::Status.ne(AlertStatus::Resolved))
         .exec(txn)
         .await?;
     // Resolved by a person meanwhile: their word stands.
@@ -714,19 +714,19 @@ pub async fn resolve<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Option<alert::Model>, DbErr> {
     let res = alert::Entity::update_many()
-        .col_expr(alert::Column::Status, Expr::value(alert::RESOLVED))
+        .col_expr(alert::Column::Status, Expr::value(AlertStatus::Resolved))
         .col_expr(alert::Column::ResolvedAt, Expr::value(Some(now)))
         .col_expr(alert::Column::ResolvedBy, Expr::value(by))
         .col_expr(alert::Column::UpdatedAt, Expr::value(now))
         .filter(alert::Column::Id.eq(a.id))
-        .filter(alert::Column::Status.ne(alert::RESOLVED))
+        .filter(alert::Column::Status.ne(AlertStatus::Resolved))
         .exec(db)
         .await?;
     if res.rows_affected == 0 {
         return Ok(None);
     }
     let mut a = a.clone();
-    a.status = alert::RESOLVED.into();
+    a.status = AlertStatus::Resolved;
     a.resolved_at = Some(now);
     a.resolved_by = by;
     a.updated_at = now;

@@ -10,7 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::routes;
 use uuid::Uuid;
 
-use super::{AlertOut, Change, entity::alert};
+use super::{
+    AlertOut, Change,
+    entity::{AlertStatus, Severity, alert},
+};
 use crate::{
     audit::{self, Entry},
     auth::{AuthUser, ClientMeta},
@@ -65,15 +68,15 @@ async fn list_alerts(
         }
     }
     if let Some(s) = q.status.as_deref().filter(|s| !s.is_empty()) {
-        if ![alert::ACTIVE, alert::ACKNOWLEDGED, alert::RESOLVED].contains(&s) {
+        let Some(s) = AlertStatus::parse(s) else {
             return Err(AppError::invalid_field("status", "must be active, acknowledged or resolved"));
-        }
+        };
         query = query.filter(alert::Column::Status.eq(s));
     }
     if let Some(s) = q.severity.as_deref().filter(|s| !s.is_empty()) {
-        if crate::config::Severity::parse(s).is_none() {
+        let Some(s) = Severity::parse(s) else {
             return Err(AppError::invalid_field("severity", "must be info, warning or critical"));
-        }
+        };
         query = query.filter(alert::Column::Severity.eq(s));
     }
     if let Some(d) = crate::http::uuid_param("deviceId", q.device_id.as_deref())? {
@@ -123,20 +126,20 @@ async fn ack_alert(
     let now = state.clock.now();
     let txn = state.db.begin_write().await?;
     let moved = alert::Entity::update_many()
-        .col_expr(alert::Column::Status, Expr::value(alert::ACKNOWLEDGED))
+        .col_expr(alert::Column::Status, Expr::value(AlertStatus::Acknowledged))
         .col_expr(alert::Column::AcknowledgedAt, Expr::value(Some(now)))
         .col_expr(alert::Column::AcknowledgedBy, Expr::value(Some(user.user_id)))
         .col_expr(alert::Column::UpdatedAt, Expr::value(now))
         .filter(alert::Column::Id.eq(id))
-        .filter(alert::Column::Status.eq(alert::ACTIVE))
+        .filter(alert::Column::Status.eq(AlertStatus::Active))
         .exec(&txn)
         .await?;
     let current =
         alert::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| AppError::NotFound("alert not found".into()))?;
     if moved.rows_affected == 0 {
         txn.rollback().await?;
-        return match current.status.as_str() {
-            alert::ACKNOWLEDGED => Ok(Json(AlertOut::from(&current))),
+        return match current.status {
+            AlertStatus::Acknowledged => Ok(Json(AlertOut::from(&current))),
             _ => Err(AppError::Conflict("the alert is already resolved".into())),
         };
     }

@@ -31,7 +31,7 @@ mod rules;
 pub mod webhooks;
 
 use crate::{greenhouse::entity::device, jobs::NewJob, state::AppState, telemetry::store::Reading};
-use entity::{alert, rule};
+use entity::{AlertStatus, Severity, alert, rule};
 
 /// The Redis channel on which rule changes are announced (payload: the grower id).
 pub const CHANNEL: &str = "mash:alert-rules";
@@ -239,9 +239,11 @@ pub struct AlertOut {
     pub rule_id: Uuid,
     pub metric: String,
     /// `info`, `warning` or `critical`.
-    pub severity: String,
+    #[schema(value_type = String)]
+    pub severity: Severity,
     /// `active`, `acknowledged` or `resolved`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: AlertStatus,
     pub message: String,
     /// The reading that (last) met the condition; for `stale`, the seconds since the last reading.
     pub value: f64,
@@ -267,8 +269,8 @@ impl From<&alert::Model> for AlertOut {
             device_id: a.device_id,
             rule_id: a.rule_id,
             metric: a.metric.clone(),
-            severity: a.severity.clone(),
-            status: a.status.clone(),
+            severity: a.severity,
+            status: a.status,
             message: a.message.clone(),
             value: a.value,
             count: a.count,

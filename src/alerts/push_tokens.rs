@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::routes;
 use uuid::Uuid;
 
-use super::entity::push_token;
+use super::entity::{Platform, push_token};
 use crate::{
     auth::AuthUser,
     http::{AppError, Json, Path},
@@ -18,24 +18,6 @@ use crate::{
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(register, list)).routes(routes!(unregister))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Ios,
-    Android,
-    Web,
-}
-
-impl Platform {
-    fn as_str(self) -> &'static str {
-        match self {
-            Platform::Ios => "ios",
-            Platform::Android => "android",
-            Platform::Web => "web",
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -51,14 +33,15 @@ pub struct PushTokenIn {
 #[serde(rename_all = "camelCase")]
 pub struct PushTokenOut {
     pub id: Uuid,
-    pub platform: String,
+    #[schema(value_type = String)]
+    pub platform: Platform,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<&push_token::Model> for PushTokenOut {
     fn from(t: &push_token::Model) -> Self {
-        Self { id: t.id, platform: t.platform.clone(), created_at: t.created_at, updated_at: t.updated_at }
+        Self { id: t.id, platform: t.platform, created_at: t.created_at, updated_at: t.updated_at }
     }
 }
 
@@ -83,7 +66,7 @@ async fn register(
         id: Set(existing.as_ref().map_or_else(Uuid::now_v7, |t| t.id)),
         user_id: Set(user.user_id),
         token: Set(token.to_string()),
-        platform: Set(input.platform.as_str().into()),
+        platform: Set(input.platform),
         created_at: Set(now),
         updated_at: Set(now),
     })

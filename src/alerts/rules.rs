@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{
     Change,
     engine::{self, Kind, Op},
-    entity::{alert, rule, rule_state},
+    entity::{AlertStatus, Severity, alert, rule, rule_state},
 };
 use crate::{
     audit::{self, Entry},
@@ -107,13 +107,16 @@ pub struct RuleOut {
     pub device_id: Option<Uuid>,
     pub name: Option<String>,
     pub metric: String,
-    pub kind: String,
-    pub op: Option<String>,
+    #[schema(value_type = String)]
+    pub kind: Kind,
+    #[schema(value_type = Option<String>)]
+    pub op: Option<Op>,
     pub threshold: Option<f64>,
     pub low: Option<f64>,
     pub high: Option<f64>,
     pub for_seconds: i32,
-    pub severity: String,
+    #[schema(value_type = String)]
+    pub severity: Severity,
     pub enabled: bool,
     pub auto_resolve: bool,
     pub alpha: Option<f64>,
@@ -130,13 +133,13 @@ impl From<&rule::Model> for RuleOut {
             device_id: r.device_id,
             name: r.name.clone(),
             metric: r.metric.clone(),
-            kind: r.kind.clone(),
-            op: r.op.clone(),
+            kind: r.kind,
+            op: r.op,
             threshold: r.threshold,
             low: r.low,
             high: r.high,
             for_seconds: r.for_seconds,
-            severity: r.severity.clone(),
+            severity: r.severity,
             enabled: r.enabled,
             auto_resolve: r.auto_resolve,
             alpha: r.alpha,
@@ -148,7 +151,7 @@ impl From<&rule::Model> for RuleOut {
 }
 
 /// Checks a complete rule; every problem is named.
-fn validate(r: &rule::Model) -> Result<(), AppError> {
+fn validate(r: &rule::Model, severity_ok: bool) -> Result<(), AppError> {
     let mut bad = Vec::new();
     let mut err = |f: &str, m: &str| bad.push(FieldError::new(f, m));
     if let Some(name) = &r.name
@@ -159,7 +162,7 @@ fn validate(r: &rule::Model) -> Result<(), AppError> {
     if !crate::telemetry::batch::valid_metric(&r.metric) {
         err("metric", "must match ^[a-z][a-z0-9_.]{0,63}$");
     }
-    if crate::config::Severity::parse(&r.severity).is_none() {
+    if !severity_ok {
         err("severity", "must be info, warning or critical");
     }
     for (f, v) in [("threshold", r.threshold), ("low", r.low), ("high", r.high), ("alpha", r.alpha)] {
@@ -170,9 +173,9 @@ fn validate(r: &rule::Model) -> Result<(), AppError> {
     if !(0..=2_592_000).contains(&r.for_seconds) {
         err("forSeconds", "must be between 0 and 2592000 (30 days)");
     }
-    let kind = Kind::parse(&r.kind);
+    let kind = Some(r.kind);
     match kind {
-        Some(Kind::Threshold | Kind::Rate) => match r.op.as_deref().and_then(Op::parse) {
+        Some(Kind::Threshold | Kind::Rate) => match r.op {
             None => err("op", "is required for threshold and rate rules: gt, lt or outside"),
             Some(Op::Gt | Op::Lt) if r.threshold.is_none() => err("threshold", "is required with op gt or lt"),
             Some(Op::Outside) => match (r.low, r.high) {
@@ -252,19 +255,20 @@ async fn create_rule(
 ) -> Result<(StatusCode, Json<RuleOut>), AppError> {
     access::grower(&state.db, &user, input.grower_id, Need::Write).await?;
     let now = state.clock.now();
+    let severity = Severity::parse(&input.severity);
     let r = rule::Model {
         id: Uuid::now_v7(),
         grower_id: input.grower_id,
         device_id: input.device_id,
         name: input.name.map(|n| n.trim().to_string()),
         metric: input.metric,
-        kind: input.kind.as_str().into(),
-        op: input.op.map(|o| o.as_str().into()),
+        kind: input.kind,
+        op: input.op,
         threshold: input.threshold,
         low: input.low,
         high: input.high,
         for_seconds: input.for_seconds.unwrap_or(0),
-        severity: input.severity,
+        severity: severity.unwrap_or(Severity::Info),
         enabled: input.enabled.unwrap_or(true),
         auto_resolve: input.auto_resolve.unwrap_or(true),
         alpha: input.alpha,
@@ -274,7 +278,7 @@ async fn create_rule(
         created_at: now,
         updated_at: now,
     };
-    validate(&r)?;
+    validate(&r, severity.is_some())?;
     check_device(&state, r.grower_id, r.device_id).await?;
     let txn = state.db.begin_write().await?;
     rule::Entity::insert(r.clone().into_active_model()).exec_without_returning(&txn).await?;
@@ -345,7 +349,7 @@ async fn resolve_open(
 ) -> Result<(), AppError> {
     let open = alert::Entity::find()
         .filter(alert::Column::RuleId.eq(r.id))
-        .filter(alert::Column::Status.ne(alert::RESOLVED))
+        .filter(alert::Column::Status.ne(AlertStatus::Resolved))
         .all(txn)
         .await?;
     let mut changes = Vec::new();
@@ -372,6 +376,7 @@ async fn update_rule(
 ) -> Result<Json<RuleOut>, AppError> {
     let before = visible_rule(&state, &user, id, Need::Write).await?;
     let mut r = before.clone();
+    let mut severity_ok = true;
     if let Some(v) = p.device_id {
         r.device_id = v;
     }
@@ -382,10 +387,10 @@ async fn update_rule(
         r.metric = v;
     }
     if let Some(v) = p.kind {
-        r.kind = v.as_str().into();
+        r.kind = v;
     }
     if let Some(v) = p.op {
-        r.op = v.map(|o| o.as_str().into());
+        r.op = v;
     }
     if let Some(v) = p.threshold {
         r.threshold = v;
@@ -400,7 +405,10 @@ async fn update_rule(
         r.for_seconds = v;
     }
     if let Some(v) = p.severity {
-        r.severity = v;
+        match Severity::parse(&v) {
+            Some(s) => r.severity = s,
+            None => severity_ok = false,
+        }
     }
     if let Some(v) = p.enabled {
         r.enabled = v;
@@ -414,7 +422,7 @@ async fn update_rule(
     if let Some(v) = p.warmup_samples {
         r.warmup_samples = v;
     }
-    validate(&r)?;
+    validate(&r, severity_ok)?;
     check_device(&state, r.grower_id, r.device_id).await?;
     let now = state.clock.now();
     r.updated_at = now;

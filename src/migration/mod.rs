@@ -10,6 +10,7 @@ mod m20261122_000004_shop;
 mod m20261123_000005_jobs_alerts;
 mod m20261124_000006_realtime;
 mod m20261125_000007_alert_series;
+mod m20261206_000010_alerts_jobs_checks;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_jobs_alerts::Migration),
             Box::new(m20261124_000006_realtime::Migration),
             Box::new(m20261125_000007_alert_series::Migration),
+            Box::new(m20261206_000010_alerts_jobs_checks::Migration),
         ]
     }
 }
