@@ -13,8 +13,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -643,7 +642,8 @@ async fn apply(
                     (None, None) => None,
                 };
                 if let Some(a) = current
-                    && let Some(resolved) = resolve(txn, &a, None, now).await?
+                    && let Some(resolved) =
+                        super::transition::transition(txn, a.id.into(), AlertStatus::Resolved, None, now).await?
                 {
                     changes.push((Change::Resolved, resolved));
                 }
@@ -703,32 +703,4 @@ async fn flush_repeats(
         changes.push((Change::Updated, a.clone()));
     }
     Ok(a)
-}
-
-/// Resolves an open alert (`by` a person, or the rule when `None`); `None` when it was
-/// already resolved.
-pub async fn resolve<C: ConnectionTrait>(
-    db: &C,
-    a: &alert::Model,
-    by: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<Option<alert::Model>, DbErr> {
-    let res = alert::Entity::update_many()
-        .col_expr(alert::Column::Status, Expr::value(AlertStatus::Resolved))
-        .col_expr(alert::Column::ResolvedAt, Expr::value(Some(now)))
-        .col_expr(alert::Column::ResolvedBy, Expr::value(by))
-        .col_expr(alert::Column::UpdatedAt, Expr::value(now))
-        .filter(alert::Column::Id.eq(a.id))
-        .filter(alert::Column::Status.ne(AlertStatus::Resolved))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Ok(None);
-    }
-    let mut a = a.clone();
-    a.status = AlertStatus::Resolved;
-    a.resolved_at = Some(now);
-    a.resolved_by = by;
-    a.updated_at = now;
-    Ok(Some(a))
 }

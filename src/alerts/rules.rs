@@ -292,7 +292,7 @@ async fn create_rule(
     )
     .await?;
     txn.commit().await?;
-    super::rules_changed(&state, r.grower_id).await;
+    super::rules_changed(&state, r.grower_id.into()).await;
     Ok((StatusCode::CREATED, Json(RuleOut::from(&r))))
 }
 
@@ -354,7 +354,9 @@ async fn resolve_open(
         .await?;
     let mut changes = Vec::new();
     for a in open {
-        if let Some(done) = super::evaluate::resolve(txn, &a, Some(by), now).await? {
+        if let Some(done) =
+            super::transition::transition(txn, a.id.into(), AlertStatus::Resolved, Some(by.into()), now).await?
+        {
             changes.push((Change::Resolved, done));
         }
     }
@@ -448,7 +450,7 @@ async fn update_rule(
         .await?;
     txn.commit().await?;
     state.jobs.wake();
-    super::rules_changed(&state, r.grower_id).await;
+    super::rules_changed(&state, r.grower_id.into()).await;
     Ok(Json(RuleOut::from(&r)))
 }
 
@@ -481,6 +483,6 @@ async fn delete_rule(
         .await?;
     txn.commit().await?;
     state.jobs.wake();
-    super::rules_changed(&state, r.grower_id).await;
+    super::rules_changed(&state, r.grower_id.into()).await;
     Ok(StatusCode::NO_CONTENT)
 }
