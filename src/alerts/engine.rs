@@ -40,9 +40,10 @@ pub struct Rule {
     pub warmup: i64,
 }
 
-impl Rule {
-    pub fn from_model(m: &super::entity::rule::Model) -> Option<Self> {
-        Some(Self {
+/// The rule as stored.
+impl From<&super::entity::rule::Model> for Rule {
+    fn from(m: &super::entity::rule::Model) -> Self {
+        Self {
             kind: m.kind,
             metric: m.metric.clone(),
             op: m.op,
@@ -52,9 +53,11 @@ impl Rule {
             for_seconds: i64::from(m.for_seconds.max(0)),
             alpha: m.alpha.unwrap_or(DEFAULT_ALPHA),
             warmup: m.warmup_samples.map_or(DEFAULT_WARMUP, i64::from),
-        })
+        }
     }
+}
 
+impl Rule {
     /// Whether the rule keeps state of its own per device (a streak timer or a baseline).
     pub fn keeps_state(&self) -> bool {
         self.kind == Kind::Anomaly || (self.for_seconds > 0 && self.kind != Kind::Stale)

@@ -212,8 +212,7 @@ impl Gathered {
 async fn evaluate(state: &AppState, txn: &DatabaseTransaction, g: Gathered, now: DateTime<Utc>) -> Result<bool, DbErr> {
     // The series rows first: locking them serialises every evaluation of the same readings.
     let mut positions = lock_series(txn, &g.keys, now).await?;
-    let judges: HashMap<Uuid, engine::Rule> =
-        g.models.iter().filter_map(|(id, m)| engine::Rule::from_model(m).map(|r| (*id, r))).collect();
+    let judges: HashMap<Uuid, engine::Rule> = g.models.iter().map(|(id, m)| (*id, engine::Rule::from(m))).collect();
     let stateful: Vec<Pair> =
         g.pairs.keys().filter(|(r, _)| judges.get(r).is_some_and(engine::Rule::keeps_state)).copied().collect();
     let mut states = lock_states(txn, &stateful, now).await?;
@@ -306,7 +305,7 @@ impl BackgroundJob for CheckStale {
 }
 
 async fn check_stale_rule(state: &AppState, model: &rule::Model) -> anyhow::Result<()> {
-    let Some(rule) = engine::Rule::from_model(model) else { return Ok(()) };
+    let rule = engine::Rule::from(model);
     let mut devices = device::Entity::find()
         .select_only()
         .columns([device::Column::Id, device::Column::CreatedAt])
