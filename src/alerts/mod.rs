@@ -25,7 +25,7 @@ pub mod evaluate;
 pub mod fcm;
 pub(crate) mod handlers;
 pub mod list;
-mod push_tokens;
+pub mod push_tokens;
 pub mod rules;
 pub mod transition;
 mod types;
