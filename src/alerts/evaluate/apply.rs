@@ -11,7 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Pair, series::CHUNK, states::pair_condition};
+use super::{
+    Pair,
+    rows::{CHUNK, pair_condition},
+};
 use crate::{
     alerts::{
         Change,

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 mod apply;
 mod gather;
+mod rows;
 mod series;
 mod stale;
 mod states;

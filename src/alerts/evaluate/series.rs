@@ -11,6 +11,7 @@ use sea_orm::{
     sea_query::OnConflict,
 };
 
+use super::rows::{CHUNK, insert_chunked};
 use crate::{
     alerts::{engine::Series, entity::series_state},
     ids::DeviceId,
@@ -18,9 +19,6 @@ use crate::{
 
 /// A (device, metric).
 type Key = (DeviceId, String);
-
-/// Rows per statement.
-pub(super) const CHUNK: usize = 500;
 
 /// Makes sure each (device, metric) has a series row and locks them all (PostgreSQL
 /// `FOR UPDATE`, in key order; SQLite holds the write lock already); their positions, in the
@@ -35,19 +33,8 @@ pub(super) async fn lock_series(
     let mut found = select_series(txn, &sorted).await?;
     let missing: Vec<Key> = sorted.into_iter().filter(|k| !found.contains_key(k)).collect();
     if !missing.is_empty() {
-        for chunk in missing.chunks(CHUNK) {
-            let rows = chunk.iter().map(|(d, m)| series_state::ActiveModel {
-                device_id: Set((*d).into()),
-                metric: Set(m.clone()),
-                last_ts: Set(None),
-                last_value: Set(None),
-                updated_at: Set(now),
-            });
-            series_state::Entity::insert_many(rows)
-                .on_conflict(on_key().do_nothing().to_owned())
-                .exec_without_returning(txn)
-                .await?;
-        }
+        let fresh = |(d, m): &Key| row(*d, m, Series::default(), now);
+        insert_chunked(txn, &missing, fresh, on_key().do_nothing().to_owned()).await?;
         found.extend(select_series(txn, &missing).await?);
     }
     Ok(keys.iter().map(|k| found.get(k).copied().unwrap_or_default()).collect())
@@ -87,28 +74,19 @@ pub(super) async fn save_series(
     moved: &[usize],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    for chunk in moved.chunks(CHUNK) {
-        let rows = chunk.iter().map(|&at| series_state::ActiveModel {
-            device_id: Set(keys[at].0.into()),
-            metric: Set(keys[at].1.clone()),
-            last_ts: Set(positions[at].last.map(|l| l.0)),
-            last_value: Set(positions[at].last.map(|l| l.1)),
-            updated_at: Set(now),
-        });
-        series_state::Entity::insert_many(rows)
-            .on_conflict(
-                on_key()
-                    .update_columns([
-                        series_state::Column::LastTs,
-                        series_state::Column::LastValue,
-                        series_state::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+    let columns = [series_state::Column::LastTs, series_state::Column::LastValue, series_state::Column::UpdatedAt];
+    let moved_row = |&at: &usize| row(keys[at].0, &keys[at].1, positions[at], now);
+    insert_chunked(txn, moved, moved_row, on_key().update_columns(columns).to_owned()).await
+}
+
+fn row(device: DeviceId, metric: &str, position: Series, now: DateTime<Utc>) -> series_state::ActiveModel {
+    series_state::ActiveModel {
+        device_id: Set(device.into()),
+        metric: Set(metric.to_string()),
+        last_ts: Set(position.last.map(|l| l.0)),
+        last_value: Set(position.last.map(|l| l.1)),
+        updated_at: Set(now),
     }
-    Ok(())
 }
 
 /// The conflict target of a series row: its (device, metric).

@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, Value,
-    sea_query::OnConflict,
+    ActiveValue::Set, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
 
-use super::{Pair, series::CHUNK};
+use super::{
+    Pair,
+    rows::{CHUNK, insert_chunked, pair_condition},
+};
 use crate::alerts::{engine::State, entity::rule_state};
 
 /// Makes sure each pair has a state row and locks them all (PostgreSQL `FOR UPDATE`; SQLite
@@ -26,13 +28,8 @@ pub(super) async fn lock_states(
     if missing.is_empty() {
         return Ok(out);
     }
-    for chunk in missing.chunks(CHUNK) {
-        let rows = chunk.iter().map(|&(r, d)| row(r, d, &State::default(), now));
-        rule_state::Entity::insert_many(rows)
-            .on_conflict(on_key().do_nothing().to_owned())
-            .exec_without_returning(txn)
-            .await?;
-    }
+    let fresh = |&(r, d): &Pair| row(r, d, &State::default(), now);
+    insert_chunked(txn, &missing, fresh, on_key().do_nothing().to_owned()).await?;
     out.extend(select_states(txn, &missing).await?);
     Ok(out)
 }
@@ -66,24 +63,15 @@ pub(super) async fn save_states(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let all: Vec<_> = states.iter().collect();
-    for chunk in all.chunks(CHUNK) {
-        let rows = chunk.iter().map(|&(&(r, d), s)| row(r, d, s, now));
-        rule_state::Entity::insert_many(rows)
-            .on_conflict(
-                on_key()
-                    .update_columns([
-                        rule_state::Column::BreachSince,
-                        rule_state::Column::Mean,
-                        rule_state::Column::Variance,
-                        rule_state::Column::Samples,
-                        rule_state::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
+    let columns = [
+        rule_state::Column::BreachSince,
+        rule_state::Column::Mean,
+        rule_state::Column::Variance,
+        rule_state::Column::Samples,
+        rule_state::Column::UpdatedAt,
+    ];
+    let changed = |&(&(r, d), s): &(&Pair, &State)| row(r, d, s, now);
+    insert_chunked(txn, &all, changed, on_key().update_columns(columns).to_owned()).await
 }
 
 fn row(
@@ -106,20 +94,4 @@ fn row(
 /// The conflict target of a state row: its (rule, device).
 fn on_key() -> OnConflict {
     OnConflict::columns([rule_state::Column::RuleId, rule_state::Column::DeviceId])
-}
-
-/// `a IN (…) AND b IN (…)`: a superset of the pairs (the caller keeps the pairs it asked for),
-/// and one short statement whatever the number of pairs.
-pub(super) fn pair_condition<A, B>(keys: &[(A, B)], a: impl ColumnTrait, b: impl ColumnTrait) -> Condition
-where
-    A: Copy + Ord + Into<Value>,
-    B: Copy + Ord + Into<Value>,
-{
-    let mut xs: Vec<A> = keys.iter().map(|k| k.0).collect();
-    let mut ys: Vec<B> = keys.iter().map(|k| k.1).collect();
-    xs.sort_unstable();
-    xs.dedup();
-    ys.sort_unstable();
-    ys.dedup();
-    Condition::all().add(a.is_in(xs)).add(b.is_in(ys))
 }
