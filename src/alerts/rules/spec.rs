@@ -85,13 +85,14 @@ impl RuleSpec {
         }
     }
 
-    /// The rule this definition makes, once [`RuleSpec::check`] gave its `severity`.
+    /// The rule this definition makes (its name trimmed), once [`RuleSpec::check`] gave its
+    /// `severity`.
     pub fn into_rule(self, severity: Severity, identity: Identity) -> rule::Model {
         rule::Model {
             id: identity.id,
             grower_id: identity.grower_id.into(),
             device_id: self.device_id,
-            name: self.name,
+            name: self.name.map(|n| n.trim().to_string()),
             metric: self.metric,
             kind: self.kind,
             op: self.op,
@@ -115,8 +116,8 @@ impl RuleSpec {
     pub fn check(&self) -> Result<Severity, RuleError> {
         let mut bad = Vec::new();
         let mut err = |f: &str, m: &str| bad.push(FieldError::new(f, m));
-        if let Some(name) = &self.name
-            && (name.trim().is_empty() || name.chars().count() > 120)
+        if let Some(name) = self.name.as_deref().map(str::trim)
+            && (name.is_empty() || name.chars().count() > 120)
         {
             err("name", "must be 1 to 120 characters");
         }

@@ -132,7 +132,7 @@ impl From<RuleIn> for RuleSpec {
     fn from(input: RuleIn) -> Self {
         Self {
             device_id: input.device_id,
-            name: input.name.map(|n| n.trim().to_string()),
+            name: input.name,
             metric: input.metric,
             kind: input.kind,
             op: input.op,

@@ -42,7 +42,7 @@ impl RulePatch {
             warmup_samples,
         } = self;
         set(&mut s.device_id, device_id);
-        set(&mut s.name, name.map(|n| n.map(|n| n.trim().to_string())));
+        set(&mut s.name, name);
         set(&mut s.metric, metric);
         set(&mut s.kind, kind);
         set(&mut s.op, op);
