@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    alerts::delivery::{Channel, record_delivery},
+    alerts::{
+        delivery::record_delivery,
+        entity::{Channel, DeliveryStatus},
+    },
     config::Config,
     jobs::BackgroundJob,
     state::AppState,
@@ -49,9 +52,9 @@ impl BackgroundJob for SendEmail {
     async fn run(&self, state: &AppState, run: crate::jobs::Run) -> anyhow::Result<()> {
         let result = state.mailer.send(&state.config.mail_from, self).await;
         let status = match (&result, &state.mailer) {
-            (Ok(()), Transport::Log) => "logged",
-            (Ok(()), Transport::Smtp(_)) => "sent",
-            (Err(_), _) => "failed",
+            (Ok(()), Transport::Log) => DeliveryStatus::Logged,
+            (Ok(()), Transport::Smtp(_)) => DeliveryStatus::Sent,
+            (Err(_), _) => DeliveryStatus::Failed,
         };
         let error = result.as_ref().err().map(|e| format!("{e:#}"));
         record_delivery(state, run.attempt, self.alert_id, Channel::Email, &self.to, status, error.as_deref()).await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use super::entity::alert;
+use super::entity::{Severity, alert};
 use crate::config::FcmConfig;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -45,18 +45,18 @@ impl Message {
             ("deviceId", a.device_id.to_string()),
             ("ruleId", a.rule_id.to_string()),
             ("metric", a.metric.clone()),
-            ("severity", a.severity.clone()),
-            ("status", a.status.clone()),
+            ("severity", a.severity.as_str().to_string()),
+            ("status", a.status.as_str().to_string()),
             ("value", a.value.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Self {
-            title: format!("{} alert: {}", capitalise(&a.severity), a.metric),
+            title: format!("{} alert: {}", capitalise(a.severity.as_str()), a.metric),
             body: a.message.clone(),
             data,
-            high_priority: a.severity == "critical",
+            high_priority: a.severity == Severity::Critical,
         }
     }
 }

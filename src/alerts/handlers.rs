@@ -1,21 +1,23 @@
 //! `/alerts`: list, read, acknowledge and resolve. A GROWER sees and acts only on the alerts
 //! of growers they belong to (others answer 404); ADMIN on all. Acknowledging and resolving
-//! are audited and announced like every other change.
+//! are audited and announced like every other change ([`super::transition`]).
 
 use axum::extract::State;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
-use serde::Deserialize;
+use sea_orm::ConnectionTrait;
 use utoipa_axum::router::OpenApiRouter;
-
-use crate::routes;
 use uuid::Uuid;
 
-use super::{AlertOut, Change, entity::alert};
+use super::{
+    AlertOut, AlertQuery,
+    entity::{AlertStatus, alert},
+    list::{self, AlertFilter},
+    transition,
+};
 use crate::{
-    audit::{self, Entry},
     auth::{AuthUser, ClientMeta},
     greenhouse::access::{self, Need},
-    http::{AppError, Json, ListParams, Page, Path, Query},
+    http::{AppError, Json, ListParams, Page, Path, Query, uuid_param},
+    routes,
     state::AppState,
 };
 
@@ -25,21 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_alert))
         .routes(routes!(ack_alert))
         .routes(routes!(resolve_alert))
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub struct AlertQuery {
-    /// Only this grower's alerts (default: every grower the caller belongs to).
-    pub grower_id: Option<String>,
-    /// `active`, `acknowledged` or `resolved`.
-    pub status: Option<String>,
-    /// `info`, `warning` or `critical`.
-    pub severity: Option<String>,
-    pub device_id: Option<String>,
-    pub page: Option<String>,
-    pub limit: Option<String>,
 }
 
 /// Alerts of the caller's growers, newest first.
@@ -52,46 +39,34 @@ async fn list_alerts(
     Query(q): Query<AlertQuery>,
 ) -> Result<Json<Page<AlertOut>>, AppError> {
     let page = ListParams { page: q.page.clone(), limit: q.limit.clone(), cursor: None }.validate()?;
-    let mut query = alert::Entity::find();
-    match crate::http::uuid_param("growerId", q.grower_id.as_deref())? {
-        Some(g) => {
-            access::grower(&state.db, &user, g, Need::Read).await?;
-            query = query.filter(alert::Column::GrowerId.eq(g));
-        }
-        None => {
-            if let Some(growers) = access::visible_growers(&state.db, &user).await? {
-                query = query.filter(alert::Column::GrowerId.is_in(growers));
-            }
-        }
-    }
-    if let Some(s) = q.status.as_deref().filter(|s| !s.is_empty()) {
-        if ![alert::ACTIVE, alert::ACKNOWLEDGED, alert::RESOLVED].contains(&s) {
-            return Err(AppError::invalid_field("status", "must be active, acknowledged or resolved"));
-        }
-        query = query.filter(alert::Column::Status.eq(s));
-    }
-    if let Some(s) = q.severity.as_deref().filter(|s| !s.is_empty()) {
-        if crate::config::Severity::parse(s).is_none() {
-            return Err(AppError::invalid_field("severity", "must be info, warning or critical"));
-        }
-        query = query.filter(alert::Column::Severity.eq(s));
-    }
-    if let Some(d) = crate::http::uuid_param("deviceId", q.device_id.as_deref())? {
-        query = query.filter(alert::Column::DeviceId.eq(d));
-    }
-    let (rows, total) = page
-        .fetch(&state.db, query, |q| q.order_by_desc(alert::Column::CreatedAt).order_by_desc(alert::Column::Id))
-        .await?;
+    // Checked in this order: the grower asked for (and access to it), then the filters.
+    let filter = AlertFilter {
+        growers: grower_scope(&state.db, &user, uuid_param("growerId", q.grower_id.as_deref())?).await?,
+        status: q.status()?,
+        severity: q.severity()?,
+        device_id: uuid_param("deviceId", q.device_id.as_deref())?,
+    };
+    let (rows, total) = list::list(&state.db, &filter, &page).await?;
     Ok(Json(Page::new(rows.iter().map(AlertOut::from).collect(), &page, total)))
+}
+
+/// The growers whose rows a list shows the caller: the one asked for, when they may read it,
+/// or every grower they belong to (`None`: all of them, for ADMIN).
+pub(super) async fn grower_scope<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    asked: Option<Uuid>,
+) -> Result<Option<Vec<Uuid>>, AppError> {
+    Ok(match asked {
+        Some(g) => access::grower(db, user, g, Need::Read).await.map(|_| Some(vec![g]))?,
+        None => access::visible_growers(db, user).await?,
+    })
 }
 
 /// An alert the caller may `need`: 404 when it does not exist or is in a grower they are not in.
 async fn visible_alert(state: &AppState, user: &AuthUser, id: Uuid, need: Need) -> Result<alert::Model, AppError> {
     access::require_greenhouses(user)?;
-    let a = alert::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| AppError::NotFound("alert not found".into()))?;
+    let a = list::find(&state.db, id.into()).await?;
     access::grower_of(&state.db, user, a.grower_id, need, "alert not found").await?;
     Ok(a)
 }
@@ -119,32 +94,7 @@ async fn ack_alert(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<Json<AlertOut>, AppError> {
-    let a = visible_alert(&state, &user, id, Need::Write).await?;
-    let now = state.clock.now();
-    let txn = state.db.begin_write().await?;
-    let moved = alert::Entity::update_many()
-        .col_expr(alert::Column::Status, Expr::value(alert::ACKNOWLEDGED))
-        .col_expr(alert::Column::AcknowledgedAt, Expr::value(Some(now)))
-        .col_expr(alert::Column::AcknowledgedBy, Expr::value(Some(user.user_id)))
-        .col_expr(alert::Column::UpdatedAt, Expr::value(now))
-        .filter(alert::Column::Id.eq(id))
-        .filter(alert::Column::Status.eq(alert::ACTIVE))
-        .exec(&txn)
-        .await?;
-    let current =
-        alert::Entity::find_by_id(id).one(&txn).await?.ok_or_else(|| AppError::NotFound("alert not found".into()))?;
-    if moved.rows_affected == 0 {
-        txn.rollback().await?;
-        return match current.status.as_str() {
-            alert::ACKNOWLEDGED => Ok(Json(AlertOut::from(&current))),
-            _ => Err(AppError::Conflict("the alert is already resolved".into())),
-        };
-    }
-    audit::record(&txn, Entry::new("alert.acknowledge").by(Some(user.user_id)).on("alert", id).client(&client)).await?;
-    super::delivery::notify(&txn, &state, a.grower_id, &[(Change::Acknowledged, current.clone())], None).await?;
-    txn.commit().await?;
-    state.jobs.wake();
-    Ok(Json(AlertOut::from(&current)))
+    move_alert(&state, &user, &client, id, AlertStatus::Acknowledged).await
 }
 
 /// Resolves an open alert. The next time the condition is met, a new alert opens. 409 when it
@@ -158,16 +108,18 @@ async fn resolve_alert(
     client: ClientMeta,
     Path(id): Path<Uuid>,
 ) -> Result<Json<AlertOut>, AppError> {
-    let a = visible_alert(&state, &user, id, Need::Write).await?;
-    let txn = state.db.begin_write().await?;
-    let Some(done) = super::evaluate::resolve(&txn, &a, Some(user.user_id), state.clock.now()).await? else {
-        return Err(AppError::Conflict("the alert is already resolved".into()));
-    };
-    // The row may have changed since it was read (a repeat); answer with what is stored.
-    let current = alert::Entity::find_by_id(id).one(&txn).await?.unwrap_or(done);
-    audit::record(&txn, Entry::new("alert.resolve").by(Some(user.user_id)).on("alert", id).client(&client)).await?;
-    super::delivery::notify(&txn, &state, a.grower_id, &[(Change::Resolved, current.clone())], None).await?;
-    txn.commit().await?;
-    state.jobs.wake();
-    Ok(Json(AlertOut::from(&current)))
+    move_alert(&state, &user, &client, id, AlertStatus::Resolved).await
+}
+
+/// What acknowledging and resolving share: the caller must be able to write the alert's grower.
+async fn move_alert(
+    state: &AppState,
+    user: &AuthUser,
+    client: &ClientMeta,
+    id: Uuid,
+    to: AlertStatus,
+) -> Result<Json<AlertOut>, AppError> {
+    visible_alert(state, user, id, Need::Write).await?;
+    let a = transition::by_person(state, id.into(), to, user.user_id.into(), client).await?;
+    Ok(Json(AlertOut::from(&a)))
 }

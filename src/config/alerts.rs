@@ -5,32 +5,8 @@ use std::time::Duration;
 
 use super::env::{ConfigError, Env, Secret, bad, http_url};
 
-/// Alert severities, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "info" => Some(Severity::Info),
-            "warning" => Some(Severity::Warning),
-            "critical" => Some(Severity::Critical),
-            _ => None,
-        }
-    }
-}
+/// Alert severities, lowest first: the one enum of the alerts' `severity` columns.
+pub use crate::alerts::entity::Severity;
 
 /// A Google service account (the JSON key file), for FCM.
 #[derive(Debug, Clone)]

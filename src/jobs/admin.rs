@@ -9,7 +9,7 @@ use crate::routes;
 use uuid::Uuid;
 
 use super::{
-    entity::{self, Column, DEAD, QUEUED},
+    entity::{self, Column, JobStatus},
     queue::{self, Counts},
 };
 use crate::{
@@ -81,14 +81,14 @@ async fn get_jobs(
     let oldest_due_at = entity::Entity::find()
         .select_only()
         .column(Column::RunAt)
-        .filter(Column::Status.eq(QUEUED))
+        .filter(Column::Status.eq(JobStatus::Queued))
         .filter(Column::RunAt.lte(state.clock.now()))
         .order_by_asc(Column::RunAt)
         .into_tuple::<chrono::DateTime<chrono::Utc>>()
         .one(&state.db)
         .await?;
     let recent_dead = entity::Entity::find()
-        .filter(Column::Status.eq(DEAD))
+        .filter(Column::Status.eq(JobStatus::Dead))
         .order_by_desc(Column::UpdatedAt)
         .limit(20)
         .all(&state.db)
@@ -128,12 +128,12 @@ async fn retry_job(
     let now = state.clock.now();
     let txn = state.db.begin_write().await?;
     let moved = entity::Entity::update_many()
-        .col_expr(Column::Status, Expr::value(QUEUED))
+        .col_expr(Column::Status, Expr::value(JobStatus::Queued))
         .col_expr(Column::Attempts, Expr::value(0))
         .col_expr(Column::RunAt, Expr::value(now))
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(DEAD))
+        .filter(Column::Status.eq(JobStatus::Dead))
         .exec(&txn)
         .await?;
     if moved.rows_affected == 0 {

@@ -74,7 +74,7 @@ pub fn registry() -> Registry {
     r.register::<crate::alerts::delivery::PublishAlertEvents>();
     r.register::<crate::alerts::delivery::SendPush>();
     r.register::<crate::alerts::delivery::DeliverWebhook>();
-    r.register::<super::schedule::Upkeep>();
+    r.register::<super::Upkeep>();
     r.register::<crate::telemetry::maintenance::TelemetryMaintenance>();
     r.register::<crate::idempotency::PruneIdempotencyKeys>();
     r

@@ -11,7 +11,6 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, OnConflict},
 };
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use super::{BackgroundJob, enqueue, entity::schedule};
@@ -40,7 +39,7 @@ pub fn periodic(state: &AppState) -> Vec<Periodic> {
         Periodic::of::<crate::telemetry::maintenance::TelemetryMaintenance>(state.config.telemetry.maintenance_every),
         Periodic::of::<crate::alerts::evaluate::CheckStale>(state.config.alerts.stale_check_every),
         Periodic::of::<crate::idempotency::PruneIdempotencyKeys>(Duration::from_secs(600)),
-        Periodic::of::<Upkeep>(Duration::from_secs(3600)),
+        Periodic::of::<super::Upkeep>(Duration::from_secs(3600)),
     ]
 }
 
@@ -113,29 +112,4 @@ pub fn spawn(state: &AppState) -> JoinHandle<()> {
             }
         }
     })
-}
-
-/// Queue and alerting upkeep: drops dead jobs and delivery records past their retention.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Upkeep {}
-
-impl BackgroundJob for Upkeep {
-    const NAME: &'static str = "queue_upkeep";
-
-    async fn run(&self, state: &AppState, _run: crate::jobs::Run) -> anyhow::Result<()> {
-        let cutoff = state.clock.now() - chrono::Duration::days(i64::from(state.config.jobs.dead_retention_days));
-        let dead = super::entity::Entity::delete_many()
-            .filter(super::entity::Column::Status.eq(super::entity::DEAD))
-            .filter(super::entity::Column::UpdatedAt.lt(cutoff))
-            .exec(&state.db)
-            .await?
-            .rows_affected;
-        let deliveries = crate::alerts::entity::delivery::Entity::delete_many()
-            .filter(crate::alerts::entity::delivery::Column::CreatedAt.lt(cutoff))
-            .exec(&state.db)
-            .await?
-            .rows_affected;
-        tracing::info!(dead, deliveries, %cutoff, "queue upkeep done");
-        Ok(())
-    }
 }

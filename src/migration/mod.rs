@@ -12,6 +12,7 @@ mod m20261124_000006_realtime;
 mod m20261125_000007_alert_series;
 mod m20261206_000008_identity_checks;
 mod m20261206_000009_shop_status_checks;
+mod m20261206_000010_alerts_jobs_checks;
 mod m20261206_000011_greenhouse_checks;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_alert_series::Migration),
             Box::new(m20261206_000008_identity_checks::Migration),
             Box::new(m20261206_000009_shop_status_checks::Migration),
+            Box::new(m20261206_000010_alerts_jobs_checks::Migration),
             Box::new(m20261206_000011_greenhouse_checks::Migration),
         ]
     }

@@ -2,6 +2,7 @@
 //! database: SQLite by default, PostgreSQL when `MASH_TEST_DATABASE_URL` is set.
 
 mod alerts;
+mod alerts_domain;
 mod auth;
 mod binary;
 mod conventions;

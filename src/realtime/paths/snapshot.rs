@@ -67,7 +67,7 @@ pub async fn reported(state: &AppState, id: Uuid) -> Result<Snapshot, AppError> 
 pub async fn open_alerts(state: &AppState, grower_id: Uuid) -> Result<Snapshot, AppError> {
     let alerts: Vec<AlertOut> = alert::Entity::find()
         .filter(alert::Column::GrowerId.eq(grower_id))
-        .filter(alert::Column::Status.ne(alert::RESOLVED))
+        .filter(alert::Column::Status.ne(alert::AlertStatus::Resolved))
         .order_by_asc(alert::Column::CreatedAt)
         .order_by_asc(alert::Column::Id)
         .all(&state.db)
