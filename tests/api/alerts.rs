@@ -16,10 +16,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::Receiver;
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, audit_rows, authed, get_authed, json_of, register, user_with_role},
-    fixtures::{Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading},
-    helpers::{TestApp, assert_error, detail_fields, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, audit_rows, authed, get_authed, json_of, register, user_with_role},
+    assert_error, detail_fields,
+    greenhouse::{Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading},
+    spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------

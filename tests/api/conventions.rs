@@ -4,10 +4,7 @@
 use axum::Router;
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{assert_error, spawn_app, spawn_app_with},
-    probe,
-};
+use crate::helpers::{assert_error, probe, spawn_app, spawn_app_with};
 
 async fn probe_app() -> crate::helpers::TestApp {
     spawn_app_with(&[("HTTP_REQUEST_TIMEOUT_SECS", "1")], probe::routes()).await

@@ -14,13 +14,15 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, LOCALHOST, audit_rows, authed, get_authed, json_of, register, user_with_role},
-    fixtures::{
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, LOCALHOST, audit_rows, authed, get_authed, json_of, register, user_with_role},
+    assert_error,
+    greenhouse::{
         Device, add_member, bearer, create_device, create_grower, device_auth, greenhouse, greenhouse_by, post_batch,
         reading,
     },
-    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
+    spawn_app, spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------

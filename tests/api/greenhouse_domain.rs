@@ -24,10 +24,14 @@ use sea_orm::{
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, user_with_role},
-    fixtures::{Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading},
-    helpers::{TestApp, assert_error, detail_fields, spawn_app},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, user_with_role},
+    assert_error, detail_fields,
+    greenhouse::{
+        Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading,
+    },
+    spawn_app,
 };
 
 const BATCH: &str = "/api/v1/telemetry/batch";

@@ -3,10 +3,7 @@
 use axum::Router;
 use serde_json::Value;
 
-use crate::{
-    helpers::{assert_error, redis_url, spawn_app, spawn_app_with},
-    probe,
-};
+use crate::helpers::{assert_error, probe, redis_url, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn live_and_ready_answer_200() {

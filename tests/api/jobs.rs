@@ -26,9 +26,10 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryF
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{admin, assert_audited, authed, get_authed, json_of, user_with_role},
-    helpers::{TestApp, assert_error, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{admin, assert_audited, authed, get_authed, json_of, user_with_role},
+    assert_error, spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -596,7 +597,7 @@ async fn admin_jobs_needs_an_admin_and_counts_queued_running_failed_and_dead_job
     assert_error(authed(&app, Method::POST, &path, &grower.access).send().await.unwrap(), 403, &path).await;
     assert_eq!(job(&app, dead).await.unwrap().status, DEAD, "a refused retry changed the job");
     assert_eq!(job(&app, running).await.unwrap().status, RUNNING);
-    assert!(crate::auth::audit_rows(&app, "job.retry").await.is_empty());
+    assert!(crate::helpers::accounts::audit_rows(&app, "job.retry").await.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,12 +12,13 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use sha1::Sha1;
 
-use crate::{
-    auth::{
+use crate::helpers::{
+    TestApp,
+    accounts::{
         Account, LOCALHOST, PASSWORD, USER_AGENT, assert_audited, assert_no_secrets, assert_user_clean, authed,
         get_authed, json_of, login, me_status, post_json, register,
     },
-    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
+    assert_error, spawn_app, spawn_app_with,
 };
 
 const STEP: u64 = 30;

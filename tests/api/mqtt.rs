@@ -22,10 +22,12 @@ use serde_json::{Value, json};
 use tokio::{sync::mpsc, time::Instant};
 use uuid::Uuid;
 
-use crate::{
-    auth::{authed, json_of},
-    fixtures::{Device, Greenhouse, create_device, device_auth, greenhouse, post_batch},
-    helpers::{TestApp, assert_error, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{authed, json_of},
+    assert_error,
+    greenhouse::{Device, Greenhouse, create_device, device_auth, greenhouse, post_batch},
+    spawn_app_with,
     telemetry::{all_raw, metric_value, rfc3339, stored_count, this_hour},
 };
 

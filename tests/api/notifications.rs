@@ -37,10 +37,14 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, authed, get_authed, json_of, register, user_with_role},
-    fixtures::{Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading},
-    helpers::{TestApp, assert_error, detail_fields, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, authed, get_authed, json_of, register, user_with_role},
+    assert_error, detail_fields,
+    greenhouse::{
+        Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading,
+    },
+    spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------

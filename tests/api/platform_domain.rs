@@ -12,7 +12,7 @@ use mash::{
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
-use crate::{auth::unique_email, helpers::spawn_app};
+use crate::helpers::{accounts::unique_email, spawn_app};
 
 const PASSWORD: &str = "a passphrase nobody guesses";
 

@@ -1,5 +1,5 @@
 //! docs/realtime.md (and CONTRACT.md "Realtime"): path subscriptions over WebSocket and SSE,
-//! driven by real clients (`rt_client.rs`) against the real application. Authentication and
+//! driven by real clients (`helpers/rt_client.rs`) against the real application. Authentication and
 //! its refusals, every path's authorization across growers and customers, snapshot-then-live
 //! with consecutive ids (also while writes race the subscription), each source of events
 //! (HTTP and MQTT telemetry, desired and reported state, alerts, orders, presence), resume and
@@ -26,14 +26,16 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, PASSWORD, admin, authed, json_of, jwt_part, login_ok, register, user_with_role},
-    fixtures::{
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, PASSWORD, admin, authed, json_of, jwt_part, login_ok, register, user_with_role},
+    assert_error,
+    greenhouse::{
         Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, greenhouse_by, post_batch,
         reading,
     },
-    helpers::{TestApp, assert_error, spawn_app_with, two_instances_on_redis},
     rt_client::{SSE_PATH, SseAuth, SseClient, WAIT, WsClient, WsNext, id_of, sse_request, sse_url},
+    spawn_app_with, two_instances_on_redis,
 };
 
 // ---------------------------------------------------------------------------------------------

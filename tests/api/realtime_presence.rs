@@ -10,11 +10,13 @@ use axum::Router;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-use crate::{
-    auth::{json_of, register, user_with_role},
-    fixtures::{add_member, create_device, greenhouse},
-    helpers::{TestApp, redis_url, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{json_of, register, user_with_role},
+    greenhouse::{add_member, create_device, greenhouse},
+    redis_url,
     rt_client::{WAIT, WsClient, id_of},
+    spawn_app_with,
 };
 
 /// How long an idle path's counter and version are kept (`replay::keys_ttl` at the default

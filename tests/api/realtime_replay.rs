@@ -8,11 +8,13 @@
 use axum::Router;
 use serde_json::{Value, json};
 
-use crate::{
-    auth::{Account, register},
-    fixtures::{create_device, greenhouse},
-    helpers::{TestApp, redis_url, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, register},
+    greenhouse::{create_device, greenhouse},
+    redis_url,
     rt_client::{SseAuth, SseClient, WAIT, WsClient, id_of},
+    spawn_app_with,
 };
 
 #[derive(Debug, Clone, Copy)]

@@ -17,9 +17,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, admin, json_of, register, user_with_role},
-    helpers::{TestApp, assert_error, detail_fields, spawn_app, spawn_app_with, two_instances_on_redis},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, admin, json_of, register, user_with_role},
+    assert_error, detail_fields, spawn_app, spawn_app_with, two_instances_on_redis,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -25,10 +25,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query:
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::register,
-    helpers::{TestApp, spawn_app},
-};
+use crate::helpers::{TestApp, accounts::register, spawn_app};
 
 const TTL: Duration = Duration::from_secs(3600);
 

@@ -21,9 +21,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, Pagina
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    helpers::{TestApp, assert_error, detail_fields, spawn_app, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, admin, authed, get_authed, json_of, register, user_with_role},
+    assert_error, detail_fields, spawn_app, spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, admin, authed, get_authed, json_of, register, user_with_role},
+    assert_error, spawn_app, spawn_app_with,
 };
 
 const SECRET_KEY: &str = "sk_test_123";

@@ -4,8 +4,6 @@
 //! window, microsecond timestamps), the live state (`GET /devices/{id}/state`, never going
 //! backwards), history (`GET /devices/{id}/telemetry`: UTC-aligned buckets checked against
 //! aggregates computed here, raw readings paged by cursor) and the telemetry metrics.
-//!
-//! `metric_value`, `history`, `all_raw` and `stored_count` are shared with `mqtt.rs`.
 
 use std::collections::BTreeMap;
 
@@ -15,21 +13,20 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{authed, get_authed, json_of, user_with_role},
-    fixtures::{Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, post_batch, reading},
-    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
+use crate::helpers::{
+    TestApp,
+    accounts::{authed, get_authed, json_of, user_with_role},
+    assert_error,
+    greenhouse::{Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, post_batch, reading},
+    spawn_app, spawn_app_with,
+    telemetry::{all_raw, history, metric_value, parse_ts, points_of, rfc3339, stored_count, this_hour},
 };
 
 const BATCH: &str = "/api/v1/telemetry/batch";
 
 // ---------------------------------------------------------------------------------------------
-// Shared helpers
+// Helpers
 // ---------------------------------------------------------------------------------------------
-
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -39,106 +36,10 @@ fn at_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).expect("timestamp in range")
 }
 
-/// The start of the current UTC hour.
-pub fn this_hour() -> DateTime<Utc> {
-    let now = Utc::now().timestamp();
-    DateTime::from_timestamp(now - now.rem_euclid(3600), 0).unwrap()
-}
-
 /// Today's UTC midnight.
 fn today_midnight() -> DateTime<Utc> {
     let now = Utc::now().timestamp();
     DateTime::from_timestamp(now - now.rem_euclid(86_400), 0).unwrap()
-}
-
-fn parse_ts(v: &Value) -> DateTime<Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("ts is a string: {v}"));
-    assert!(s.ends_with('Z'), "UTC timestamp: {s}");
-    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("RFC 3339 {s}: {e}")).with_timezone(&Utc)
-}
-
-/// The value of one Prometheus series (`name{labels}`) in `/metrics`, 0 when absent.
-pub async fn metric_value(app: &TestApp, series: &str) -> f64 {
-    let res = app.get("/metrics").await;
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map(|v| v.trim().parse::<f64>().unwrap_or_else(|_| panic!("number for {series}: {v}")))
-        .unwrap_or(0.0)
-}
-
-/// `GET /devices/{id}/telemetry` with the given query pairs.
-pub async fn history(app: &TestApp, token: &str, device: Uuid, query: &[(&str, String)]) -> reqwest::Response {
-    let mut qs = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in query {
-        qs.append_pair(k, v);
-    }
-    let path = format!("/api/v1/devices/{device}/telemetry?{}", qs.finish());
-    authed(app, Method::GET, &path, token).send().await.unwrap()
-}
-
-/// `(ts, value)` of `points`.
-pub fn points_of(body: &Value) -> Vec<(DateTime<Utc>, f64)> {
-    body["points"]
-        .as_array()
-        .unwrap_or_else(|| panic!("points: {body}"))
-        .iter()
-        .map(|p| (parse_ts(&p["ts"]), p["value"].as_f64().unwrap_or_else(|| panic!("value: {p}"))))
-        .collect()
-}
-
-/// Every raw reading of `metric` in `[from, to)`, following `nextCursor` with pages of `limit`.
-pub async fn all_raw(
-    app: &TestApp,
-    token: &str,
-    device: Uuid,
-    metric: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    limit: u64,
-) -> Vec<(DateTime<Utc>, f64)> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..100_000 {
-        let mut q = vec![
-            ("metric", metric.to_string()),
-            ("from", rfc3339(from)),
-            ("to", rfc3339(to)),
-            ("limit", limit.to_string()),
-        ];
-        if let Some(c) = &cursor {
-            q.push(("cursor", c.clone()));
-        }
-        let body = json_of(history(app, token, device, &q).await, 200).await;
-        assert!(body["bucket"].is_null(), "{body}");
-        assert_eq!(body["meta"]["limit"], limit, "{body}");
-        let page = points_of(&body);
-        assert!(page.len() as u64 <= limit, "{body}");
-        out.extend(page.iter().copied());
-        if body["meta"]["hasMore"] == json!(true) {
-            assert_eq!(page.len() as u64, limit, "a page before the last is full: {body}");
-            cursor = Some(body["meta"]["nextCursor"].as_str().unwrap_or_else(|| panic!("nextCursor: {body}")).into());
-        } else {
-            assert_eq!(body["meta"]["hasMore"], json!(false), "{body}");
-            assert!(body["meta"].get("nextCursor").is_none_or(Value::is_null), "{body}");
-            return out;
-        }
-    }
-    panic!("pagination does not end");
-}
-
-/// Rows in `sensor_readings` of one device, counted in the database itself.
-pub async fn stored_count(app: &TestApp, device: Uuid) -> i64 {
-    let db = &app.state.db;
-    let backend = db.get_database_backend();
-    let stmt = Statement::from_sql_and_values(
-        backend,
-        "SELECT count(*) FROM sensor_readings WHERE device_id = $1",
-        [device.into()],
-    );
-    let row = db.query_one_raw(stmt).await.expect("count query").expect("one row");
-    row.try_get_by_index::<i64>(0).expect("count")
 }
 
 /// A grower, its owner and one device.

@@ -10,12 +10,13 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{
+use crate::helpers::{
+    TestApp,
+    accounts::{
         LOCALHOST, PASSWORD, admin, assert_no_secrets, assert_user_clean, audit_rows, authed, get_authed, json_of,
         jwt_part, login, login_ok, me_status, post_json, register, register_named, user_with_role,
     },
-    helpers::{TestApp, assert_error, spawn_app, spawn_app_with},
+    assert_error, spawn_app, spawn_app_with,
 };
 
 async fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> reqwest::Response {
@@ -581,7 +582,7 @@ async fn no_user_json_ever_carries_a_secret() {
     let app = spawn_app().await;
     let boss = admin(&app).await;
     // A user with MFA on, so the row holds a TOTP secret and backup codes too.
-    let email = crate::auth::unique_email("secretive");
+    let email = crate::helpers::accounts::unique_email("secretive");
     const OWN: &str = "my very own secret passphrase";
     let res = post_json(&app, "/api/v1/auth/register", json!({ "email": email, "password": OWN, "name": "S" })).await;
     let body = json_of(res, 201).await;

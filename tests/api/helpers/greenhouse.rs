@@ -5,9 +5,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Account, admin, authed, json_of, user_with_role},
-    helpers::TestApp,
+use crate::helpers::{
+    TestApp,
+    accounts::{Account, admin, authed, json_of, user_with_role},
 };
 
 /// A grower created by an admin, with one GROWER user as its OWNER.

@@ -1,6 +1,14 @@
-//! `spawn_app()`: the real application on port 0 against a fresh database — a temporary
-//! SQLite file, or a fresh PostgreSQL database (created, and dropped afterwards) when
-//! `MASH_TEST_DATABASE_URL` is set. The same test bodies run on both.
+//! What the tests share. Here: `spawn_app()`, the real application on port 0 against a fresh
+//! database — a temporary SQLite file, or a fresh PostgreSQL database (created, and dropped
+//! afterwards) when `MASH_TEST_DATABASE_URL` is set; the same test bodies run on both — and the
+//! checks of the error shape. Below, by area: accounts, greenhouses and devices, telemetry
+//! reads, the realtime clients, and the probe routes.
+
+pub mod accounts;
+pub mod greenhouse;
+pub mod probe;
+pub mod rt_client;
+pub mod telemetry;
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
