@@ -17,21 +17,20 @@ use tokio::sync::mpsc::Receiver;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp,
+    NO_WORKERS, TestApp,
     accounts::{Account, audit_rows, authed, get_authed, json_of, register, user_with_role},
     assert_error, detail_fields,
     greenhouse::{Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading},
-    spawn_app_with,
+    quiet_app, spawn_app_with, ts_of,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const NO_WORKERS: &[(&str, &str)] = &[("JOB_CONCURRENCY", "0")];
-
+/// An app whose job queue the test drives.
 async fn app() -> TestApp {
-    spawn_app_with(NO_WORKERS, axum::Router::new()).await
+    quiet_app(&[]).await
 }
 
 /// A base for reading timestamps: an hour ago, so adding minutes stays in the past.
@@ -123,10 +122,6 @@ fn alert_events(rx: &mut Receiver<Delivery>, grower_id: Uuid) -> Vec<Value> {
 
 fn changes(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["change"].as_str().expect("change")).collect()
-}
-
-fn ts_of(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("a timestamp, got {v}"))).unwrap().to_utc()
 }
 
 /// How many `evaluate_readings` jobs are queued, and how many jobs in all.

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use axum::Router;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 use mash::greenhouse::entity::device as device_row;
 use reqwest::Method;
 use sea_orm::EntityTrait;
@@ -17,12 +17,12 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, LOCALHOST, audit_rows, authed, get_authed, json_of, register, user_with_role},
-    assert_error,
+    assert_error, distinct_detail_fields,
     greenhouse::{
         Device, add_member, bearer, create_device, create_grower, device_auth, greenhouse, greenhouse_by, post_batch,
         reading,
     },
-    spawn_app, spawn_app_with,
+    ids, spawn_app, spawn_app_with, ts_of,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -67,30 +67,8 @@ async fn create_chamber(app: &TestApp, by: &Account, grower_id: Uuid, name: &str
     body["id"].as_str().unwrap().parse().unwrap()
 }
 
-/// The ids of a list answer's `data`, in order.
-fn ids(list: &Value) -> Vec<String> {
-    list["data"].as_array().expect("data").iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
-}
-
 fn set_of(ids: &[&Uuid]) -> HashSet<String> {
     ids.iter().map(|i| i.to_string()).collect()
-}
-
-/// The fields named in an error's `details`, each once, in order.
-fn detail_fields(err: &Value) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for d in err["details"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        if let Some(f) = d["field"].as_str()
-            && !out.iter().any(|o| o == f)
-        {
-            out.push(f.to_string());
-        }
-    }
-    out
-}
-
-fn ts_of(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"))).unwrap().to_utc()
 }
 
 /// A token never shows up in a body other than the one that issues it.
@@ -231,8 +209,8 @@ async fn another_growers_resources_answer_404_on_every_route_and_stay_unchanged(
     let later = now + chrono::Duration::seconds(1);
     let batch = json!([reading(dev_a.id, "t", 1.0, later), reading(dev_b.id, "t", 99.0, later)]);
     let err = assert_error(post_batch(&app, &bearer(attacker), &batch).await, 403, "/api/v1/telemetry/batch").await;
-    assert!(detail_fields(&err).contains(&"items[1].deviceId".to_string()), "{err}");
-    assert!(!detail_fields(&err).contains(&"items[0].deviceId".to_string()), "{err}");
+    assert!(distinct_detail_fields(&err).contains(&"items[1].deviceId".to_string()), "{err}");
+    assert!(!distinct_detail_fields(&err).contains(&"items[0].deviceId".to_string()), "{err}");
     let only_b = json!([reading(dev_b.id, "t", 99.0, later)]);
     assert_error(post_batch(&app, &device_auth(&dev_a), &only_b).await, 403, "/api/v1/telemetry/batch").await;
     let mine = read(&app, &format!("/api/v1/devices/{}/telemetry?metric=t", dev_a.id), &attacker.access).await;
@@ -355,7 +333,7 @@ async fn admins_create_growers_and_growers_see_only_their_own_with_their_role() 
         let res = send_json(&app, Method::POST, "/api/v1/growers", &admin.access, bad.clone()).await;
         let err = assert_error(res, 400, "/api/v1/growers").await;
         if bad.get("name").is_some() {
-            assert_eq!(detail_fields(&err), vec!["name"], "{bad}: {err}");
+            assert_eq!(distinct_detail_fields(&err), vec!["name"], "{bad}: {err}");
         }
     }
     let res = send_json(&app, Method::POST, "/api/v1/growers", &admin.access, json!({ "name": "  Zeta Farms " })).await;
@@ -403,11 +381,11 @@ async fn admins_create_growers_and_growers_see_only_their_own_with_their_role() 
     let err =
         assert_error(send_json(&app, Method::PATCH, &path, &g.owner.access, json!({ "name": "" })).await, 400, &path)
             .await;
-    assert_eq!(detail_fields(&err), vec!["name"]);
+    assert_eq!(distinct_detail_fields(&err), vec!["name"]);
     assert_eq!(read(&app, &path, &admin.access).await["name"], "Renamed");
     let bad = "/api/v1/growers/not-a-uuid";
     let err = assert_error(get_authed(&app, bad, &g.owner.access).await, 400, bad).await;
-    assert_eq!(detail_fields(&err), vec!["id"], "{err}");
+    assert_eq!(distinct_detail_fields(&err), vec!["id"], "{err}");
 
     // grower.created by the admin, for each grower.
     let rows = audit_rows(&app, "grower.created").await;
@@ -437,11 +415,11 @@ async fn owners_manage_members_members_only_read_and_a_grower_keeps_an_owner() {
     assert_error(add_member(&app, owner, gid, Uuid::now_v7(), "MEMBER").await, 422, &members_path).await;
     assert_error(add_member(&app, owner, gid, member.id, "OWNER").await, 409, &members_path).await;
     let err = assert_error(add_member(&app, owner, gid, customer.id, "ADMIN").await, 400, &members_path).await;
-    assert_eq!(detail_fields(&err), vec!["role"], "{err}");
+    assert_eq!(distinct_detail_fields(&err), vec!["role"], "{err}");
     let res =
         send_json(&app, Method::POST, &members_path, &owner.access, json!({ "userId": "nope", "role": "MEMBER" }))
             .await;
-    assert_eq!(detail_fields(&assert_error(res, 400, &members_path).await), vec!["userId"]);
+    assert_eq!(distinct_detail_fields(&assert_error(res, 400, &members_path).await), vec!["userId"]);
 
     let list = read(&app, &members_path, &member.access).await;
     assert_eq!(list["meta"]["total"], 2, "{list}");
@@ -566,7 +544,7 @@ async fn chamber_names_are_unique_per_grower_and_deleting_one_keeps_its_devices(
     let err =
         assert_error(send_json(&app, Method::POST, &path, &g.owner.access, json!({ "name": " " })).await, 400, &path)
             .await;
-    assert_eq!(detail_fields(&err), vec!["name"]);
+    assert_eq!(distinct_detail_fields(&err), vec!["name"]);
 
     let list = read(&app, &path, &g.owner.access).await;
     assert_eq!(ids(&list), vec![room1.to_string(), room2.to_string()]);
@@ -690,11 +668,11 @@ async fn a_device_is_provisioned_with_a_token_shown_only_once() {
         (json!({ "growerId": "nope", "name": "x" }), "growerId"),
     ] {
         let err = assert_error(create(body.clone()).await, 400, "/api/v1/devices").await;
-        assert_eq!(detail_fields(&err), vec![field], "{body}: {err}");
+        assert_eq!(distinct_detail_fields(&err), vec![field], "{body}: {err}");
     }
     let big = json!({ "growerId": g.grower_id, "name": "x", "metadata": { "blob": "x".repeat(17 * 1024) } });
     let err = assert_error(create(big).await, 400, "/api/v1/devices").await;
-    assert_eq!(detail_fields(&err), vec!["metadata"], "{err}");
+    assert_eq!(distinct_detail_fields(&err), vec!["metadata"], "{err}");
     assert_error(
         create(json!({ "growerId": g.grower_id, "name": "x", "token": "mine" })).await,
         400,
@@ -818,7 +796,7 @@ async fn patching_a_device_moves_it_only_between_chambers_of_its_own_grower() {
     // Metadata must be an object; `null` clears fields; absent fields stay.
     for bad in [json!([1]), json!("text"), json!(5)] {
         let err = assert_error(patch(json!({ "metadata": bad })).await, 400, &path).await;
-        assert_eq!(detail_fields(&err), vec!["metadata"], "{err}");
+        assert_eq!(distinct_detail_fields(&err), vec!["metadata"], "{err}");
     }
     let d = json_of(patch(json!({ "metadata": { "fw": "2" } })).await, 200).await;
     assert_eq!(d["metadata"], json!({ "fw": "2" }));
@@ -834,7 +812,7 @@ async fn patching_a_device_moves_it_only_between_chambers_of_its_own_grower() {
         [(json!({ "name": "" }), "name"), (json!({ "kind": "" }), "kind"), (json!({ "chamberId": "x" }), "chamberId")]
     {
         let err = assert_error(patch(bad.clone()).await, 400, &path).await;
-        assert_eq!(detail_fields(&err), vec![field], "{bad}: {err}");
+        assert_eq!(distinct_detail_fields(&err), vec![field], "{bad}: {err}");
     }
     for sneaky in [json!({ "growerId": other }), json!({ "deviceToken": "mdt_x" }), json!({ "desiredVersion": 9 })] {
         assert_error(patch(sneaky).await, 400, &path).await;
@@ -935,7 +913,7 @@ async fn device_list_is_paged_and_filtered_by_grower_chamber_and_status() {
     ] {
         let res = get_authed(&app, &format!("/api/v1/devices?{query}"), &g.owner.access).await;
         let err = assert_error(res, 400, "/api/v1/devices").await;
-        assert_eq!(detail_fields(&err), vec![field], "{query}: {err}");
+        assert_eq!(distinct_detail_fields(&err), vec![field], "{query}: {err}");
     }
 }
 
@@ -1027,7 +1005,7 @@ async fn desired_state_is_versioned_and_guarded_by_if_version() {
         json!({ "fan": "x", "ifVersion": -1 }),
     ] {
         let err = assert_error(put(bad.clone()).await, 400, &path).await;
-        assert_eq!(detail_fields(&err), vec!["ifVersion"], "{bad}: {err}");
+        assert_eq!(distinct_detail_fields(&err), vec!["ifVersion"], "{bad}: {err}");
     }
     for bad in [json!([{ "fan": "x" }]), json!("fan"), json!(3), Value::Null] {
         assert_error(put(bad).await, 400, &path).await;
@@ -1121,7 +1099,7 @@ async fn reported_state_and_readings_show_in_the_state_and_in_sync_follows_versi
     ] {
         let err = assert_error(report(&app, &dev.token, bad).await, 400, reported).await;
         if let Some(f) = field {
-            assert_eq!(detail_fields(&err), vec![f], "{err}");
+            assert_eq!(distinct_detail_fields(&err), vec![f], "{err}");
         }
     }
     let res =

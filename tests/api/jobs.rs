@@ -23,28 +23,20 @@ use mash::{
 };
 use reqwest::Method;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp,
+    NO_WORKERS, TestApp,
     accounts::{admin, assert_audited, authed, get_authed, json_of, user_with_role},
-    assert_error, spawn_app_with,
+    assert_error, metrics_text, quiet_app, spawn_app_with, ts_of,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const NO_WORKERS: (&str, &str) = ("JOB_CONCURRENCY", "0");
 const JOBS: &str = "/api/v1/admin/jobs";
-
-/// An app with no background worker or scheduler, plus `extra` overrides.
-async fn quiet_app(extra: &[(&str, &str)]) -> TestApp {
-    let mut overrides = vec![NO_WORKERS];
-    overrides.extend_from_slice(extra);
-    spawn_app_with(&overrides, Router::new()).await
-}
 
 fn mail(to: &str) -> SendEmail {
     SendEmail {
@@ -110,11 +102,6 @@ async fn insert_unparseable_mail(app: &TestApp) -> Uuid {
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().unwrap().port()
-}
-
-fn time_of(v: &Value) -> DateTime<Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("a timestamp string expected, got {v}"));
-    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s:?}: {e}")).with_timezone(&Utc)
 }
 
 fn assert_close(got: DateTime<Utc>, want: DateTime<Utc>) {
@@ -231,8 +218,8 @@ async fn a_failing_job_is_retried_with_backoff_then_dead_lettered_and_an_admin_c
     assert_eq!(d["jobType"], "send_email", "{body}");
     assert_eq!(d["attempts"], 10, "{body}");
     assert_eq!(d["lastError"], last_error.as_str(), "{body}");
-    assert_close(time_of(&d["createdAt"]), dead.created_at);
-    assert_close(time_of(&d["failedAt"]), dead.updated_at);
+    assert_close(ts_of(&d["createdAt"]), dead.created_at);
+    assert_close(ts_of(&d["failedAt"]), dead.updated_at);
     let send_email = body["byType"].as_array().unwrap().iter().find(|t| t["jobType"] == "send_email").cloned();
     assert_eq!(send_email, Some(json!({"jobType": "send_email", "queued": 0, "running": 0, "failed": 0, "dead": 1})));
 
@@ -462,7 +449,7 @@ async fn jobs_by_type(app: &TestApp) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_enqueue_each_round_of_a_periodic_job_once() {
     let a = quiet_app(&[]).await;
-    let b = a.spawn_sibling(&[NO_WORKERS]).await;
+    let b = a.spawn_sibling(NO_WORKERS).await;
     let periodic_a = schedule::periodic(&a.state);
     let periodic_b = schedule::periodic(&b.state);
     let mut names: Vec<&str> = periodic_a.iter().map(|p| p.name).collect();
@@ -566,7 +553,7 @@ async fn admin_jobs_needs_an_admin_and_counts_queued_running_failed_and_dead_job
     assert_eq!(body["running"], 1, "{body}");
     assert_eq!(body["failed"], 1, "{body}");
     assert_eq!(body["dead"], 1, "{body}");
-    assert_close(time_of(&body["oldestDueAt"]), overdue_at);
+    assert_close(ts_of(&body["oldestDueAt"]), overdue_at);
     assert_eq!(
         body["byType"],
         json!([
@@ -581,8 +568,8 @@ async fn admin_jobs_needs_an_admin_and_counts_queued_running_failed_and_dead_job
     assert_eq!(recent[0]["jobType"], "send_email");
     assert_eq!(recent[0]["attempts"], 1);
     assert!(recent[0]["lastError"].as_str().is_some_and(|e| e.contains("do not parse")), "{body}");
-    time_of(&recent[0]["createdAt"]);
-    time_of(&recent[0]["failedAt"]);
+    ts_of(&recent[0]["createdAt"]);
+    ts_of(&recent[0]["failedAt"]);
 
     // Retry is for dead jobs only, by an admin.
     for not_dead in [later_mail, running, retried, Uuid::now_v7()] {
@@ -603,12 +590,6 @@ async fn admin_jobs_needs_an_admin_and_counts_queued_running_failed_and_dead_job
 // ---------------------------------------------------------------------------------------------
 // Metrics
 // ---------------------------------------------------------------------------------------------
-
-async fn metrics_text(app: &TestApp) -> String {
-    let res = app.get("/metrics").await;
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap()
-}
 
 /// The value of the sample line that starts with `series ` (name and labels, exactly).
 fn sample(text: &str, series: &str) -> Option<f64> {

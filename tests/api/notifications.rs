@@ -20,7 +20,7 @@ use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, Method as HttpMethod, StatusCode, Uri},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::post,
 };
 use chrono::{DateTime, Duration, Utc};
@@ -44,7 +44,7 @@ use crate::helpers::{
     greenhouse::{
         Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading,
     },
-    spawn_app_with,
+    header, reply, spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -121,19 +121,6 @@ struct FcmLedger {
 struct FakeFcm {
     addr: SocketAddr,
     ledger: Arc<Mutex<FcmLedger>>,
-}
-
-/// A JSON answer; a JSON string is sent as an HTML page instead (what a front end answers).
-fn reply(status: u16, body: Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap();
-    match body {
-        Value::String(page) => (status, [("content-type", "text/html; charset=UTF-8")], page).into_response(),
-        body => (status, axum::Json(body)).into_response(),
-    }
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 impl FakeFcm {

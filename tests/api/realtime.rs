@@ -20,7 +20,6 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -34,8 +33,9 @@ use crate::helpers::{
         Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, greenhouse_by, post_batch,
         reading,
     },
+    quiet_app,
     rt_client::{SSE_PATH, SseAuth, SseClient, WAIT, WsClient, WsNext, id_of, sse_request, sse_url},
-    spawn_app_with, two_instances_on_redis,
+    ts_of, two_instances_on_redis,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -44,13 +44,6 @@ use crate::helpers::{
 
 /// A longer bound, for what waits on token expiry or idle timeouts.
 const LONG_WAIT: Duration = Duration::from_secs(25);
-
-/// An app whose job queue the test drives (`JOB_CONCURRENCY=0`), with extra settings.
-async fn app_with(extra: &[(&str, &str)]) -> TestApp {
-    let mut overrides = vec![("JOB_CONCURRENCY", "0")];
-    overrides.extend_from_slice(extra);
-    spawn_app_with(&overrides, Router::new()).await
-}
 
 fn live(device: Uuid) -> String {
     format!("/live/sensors/{device}")
@@ -86,8 +79,7 @@ fn at(base: DateTime<Utc>, ms: i64) -> DateTime<Utc> {
 }
 
 fn micros(v: &Value) -> i64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("a timestamp string, got {v}"));
-    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("RFC 3339 {s}: {e}")).timestamp_micros()
+    ts_of(v).timestamp_micros()
 }
 
 fn assert_timestamp(v: &Value) {
@@ -263,7 +255,7 @@ fn assert_none_on(msgs: &[Value], path: &str, who: &str) {
 
 #[tokio::test]
 async fn realtime_websocket_accepts_a_query_token_or_a_first_auth_message() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -307,7 +299,7 @@ async fn realtime_websocket_accepts_a_query_token_or_a_first_auth_message() {
 
 #[tokio::test]
 async fn realtime_refuses_a_missing_late_or_bad_token() {
-    let app = app_with(&[("REALTIME_AUTH_TIMEOUT_SECS", "1")]).await;
+    let app = quiet_app(&[("REALTIME_AUTH_TIMEOUT_SECS", "1")]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -425,7 +417,7 @@ impl Intruder {
 
 #[tokio::test]
 async fn realtime_every_path_is_for_its_members_and_admin_only() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let a = greenhouse(&app).await;
     let b = greenhouse_by(&app, &a.admin).await;
     let dev_a = create_device(&app, &a.owner, a.grower_id, "a-sensor").await;
@@ -600,7 +592,7 @@ async fn realtime_every_path_is_for_its_members_and_admin_only() {
 
 #[tokio::test]
 async fn realtime_sse_refuses_a_forbidden_path_inside_the_stream() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let a = greenhouse(&app).await;
     let b = greenhouse_by(&app, &a.admin).await;
     let dev_a = create_device(&app, &a.owner, a.grower_id, "a").await;
@@ -632,7 +624,7 @@ async fn realtime_sse_refuses_a_forbidden_path_inside_the_stream() {
 
 #[tokio::test]
 async fn realtime_live_sensors_snapshot_then_one_event_per_device_per_batch() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "sensor").await;
     let dev2 = create_device(&app, &g.owner, g.grower_id, "sensor-2").await;
@@ -740,7 +732,7 @@ async fn wait_posted(posted: &AtomicU64, n: u64) {
 
 #[tokio::test]
 async fn realtime_a_subscription_racing_telemetry_misses_nothing_and_repeats_nothing() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     race_telemetry(&app, &app).await;
 }
 
@@ -804,7 +796,7 @@ async fn race_telemetry(writes: &TestApp, reads: &TestApp) {
 
 #[tokio::test]
 async fn realtime_a_subscription_racing_desired_changes_gets_each_later_version_once() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     race_desired(&app, &app).await;
 }
 
@@ -890,7 +882,7 @@ async fn mqtt_publish(client_id: &str, message: Option<(&str, String)>) {
 #[tokio::test]
 async fn realtime_readings_from_mqtt_are_published_like_http_ones() {
     let client_id = format!("mash-test-rt-{}", Uuid::now_v7().simple());
-    let mut app = app_with(&[("MQTT_URL", "mqtt://127.0.0.1:1883"), ("MQTT_CLIENT_ID", client_id.as_str())]).await;
+    let mut app = quiet_app(&[("MQTT_URL", "mqtt://127.0.0.1:1883"), ("MQTT_CLIENT_ID", client_id.as_str())]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "mqtt sensor").await;
     let path = live(dev.id);
@@ -934,7 +926,7 @@ async fn realtime_readings_from_mqtt_are_published_like_http_ones() {
 
 #[tokio::test]
 async fn realtime_desired_state_events_follow_versions_and_unsubscribe_stops_them() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -976,7 +968,7 @@ async fn realtime_desired_state_events_follow_versions_and_unsubscribe_stops_the
 
 #[tokio::test]
 async fn realtime_reported_state_is_published_on_every_report() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = reported(dev.id);
@@ -1013,7 +1005,7 @@ async fn realtime_reported_state_is_published_on_every_report() {
 
 #[tokio::test]
 async fn realtime_alert_changes_are_published_and_open_alerts_are_the_snapshot() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "sensor").await;
     temp_rule(&app, &g.owner, g.grower_id).await;
@@ -1077,7 +1069,7 @@ async fn realtime_alert_changes_are_published_and_open_alerts_are_the_snapshot()
 
 #[tokio::test]
 async fn realtime_order_changes_reach_their_customer() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let boss = admin(&app).await;
     let goods = product(&app, &boss).await;
     let customer = register(&app, "customer").await;
@@ -1142,7 +1134,7 @@ async fn realtime_order_changes_reach_their_customer() {
 
 #[tokio::test]
 async fn realtime_resume_sends_exactly_the_missed_events() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let dev2 = create_device(&app, &g.owner, g.grower_id, "controller-2").await;
@@ -1242,7 +1234,7 @@ async fn realtime_resume_sends_exactly_the_missed_events() {
 
 #[tokio::test]
 async fn realtime_resume_beyond_the_replay_buffer_or_from_nowhere_is_a_reset_and_a_snapshot() {
-    let app = app_with(&[("REALTIME_REPLAY_EVENTS", "3")]).await;
+    let app = quiet_app(&[("REALTIME_REPLAY_EVENTS", "3")]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -1302,7 +1294,7 @@ async fn realtime_resume_beyond_the_replay_buffer_or_from_nowhere_is_a_reset_and
 
 #[tokio::test]
 async fn realtime_websocket_token_expiry_holds_events_until_a_new_auth() {
-    let app = app_with(&[("ACCESS_TOKEN_TTL_SECS", "2"), ("REALTIME_AUTH_GRACE_SECS", "60")]).await;
+    let app = quiet_app(&[("ACCESS_TOKEN_TTL_SECS", "2"), ("REALTIME_AUTH_GRACE_SECS", "60")]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -1336,7 +1328,7 @@ async fn realtime_websocket_token_expiry_holds_events_until_a_new_auth() {
 
 #[tokio::test]
 async fn realtime_websocket_without_a_new_auth_after_expiry_is_closed_4001() {
-    let app = app_with(&[("ACCESS_TOKEN_TTL_SECS", "2"), ("REALTIME_AUTH_GRACE_SECS", "1")]).await;
+    let app = quiet_app(&[("ACCESS_TOKEN_TTL_SECS", "2"), ("REALTIME_AUTH_GRACE_SECS", "1")]).await;
     let user = register(&app, "expiring").await;
     let mut ws = WsClient::authed(&app, &user.access).await;
     let expired = ws.next_of_type("auth_expired", LONG_WAIT).await;
@@ -1347,7 +1339,7 @@ async fn realtime_websocket_without_a_new_auth_after_expiry_is_closed_4001() {
 
 #[tokio::test]
 async fn realtime_sse_stream_ends_on_token_expiry_and_resumes_with_a_fresh_token() {
-    let app = app_with(&[("ACCESS_TOKEN_TTL_SECS", "2")]).await;
+    let app = quiet_app(&[("ACCESS_TOKEN_TTL_SECS", "2")]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -1376,7 +1368,7 @@ async fn realtime_sse_stream_ends_on_token_expiry_and_resumes_with_a_fresh_token
 
 #[tokio::test]
 async fn realtime_revoking_a_session_closes_its_connections_only() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);
@@ -1455,7 +1447,7 @@ async fn realtime_revoking_a_session_closes_its_connections_only() {
 
 #[tokio::test]
 async fn realtime_presence_counts_a_user_once_across_connections() {
-    let app = app_with(&[("REALTIME_PING_SECS", "1")]).await;
+    let app = quiet_app(&[("REALTIME_PING_SECS", "1")]).await;
     let g = greenhouse(&app).await;
     let watcher = user_with_role(&app, "watcher", "GROWER").await;
     json_of(add_member(&app, &g.admin, g.grower_id, watcher.id, "MEMBER").await, 201).await;
@@ -1515,7 +1507,7 @@ async fn realtime_presence_counts_a_user_once_across_connections() {
 async fn realtime_last_seen_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_string();
-    let mut app = app_with(&[("MASH_DATA_DIR", &data_dir)]).await;
+    let mut app = quiet_app(&[("MASH_DATA_DIR", &data_dir)]).await;
     let g = greenhouse(&app).await;
     let watcher = user_with_role(&app, "watcher", "GROWER").await;
     json_of(add_member(&app, &g.admin, g.grower_id, watcher.id, "MEMBER").await, 201).await;
@@ -1543,7 +1535,7 @@ async fn realtime_last_seen_survives_a_restart() {
 
 #[tokio::test]
 async fn realtime_a_dead_client_is_closed_and_goes_offline() {
-    let app = app_with(&[("REALTIME_PING_SECS", "0.5"), ("REALTIME_IDLE_TIMEOUT_SECS", "2")]).await;
+    let app = quiet_app(&[("REALTIME_PING_SECS", "0.5"), ("REALTIME_IDLE_TIMEOUT_SECS", "2")]).await;
     let g = greenhouse(&app).await;
     let watcher = user_with_role(&app, "watcher", "GROWER").await;
     json_of(add_member(&app, &g.admin, g.grower_id, watcher.id, "MEMBER").await, 201).await;
@@ -1587,7 +1579,7 @@ async fn realtime_a_slow_consumer_is_cut_off_and_the_others_get_everything() {
     // No server pings while the slow client is stalled: it would answer them on resuming, into a
     // socket the server may already have closed.
     let app =
-        app_with(&[("REALTIME_QUEUE", "8"), ("REALTIME_PING_SECS", "600"), ("REALTIME_IDLE_TIMEOUT_SECS", "1200")])
+        quiet_app(&[("REALTIME_QUEUE", "8"), ("REALTIME_PING_SECS", "600"), ("REALTIME_IDLE_TIMEOUT_SECS", "1200")])
             .await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "firehose").await;
@@ -1637,7 +1629,7 @@ async fn realtime_a_slow_consumer_is_cut_off_and_the_others_get_everything() {
 #[tokio::test]
 async fn realtime_a_slow_sse_stream_ends_with_slow_consumer() {
     let app =
-        app_with(&[("REALTIME_QUEUE", "8"), ("REALTIME_PING_SECS", "600"), ("REALTIME_IDLE_TIMEOUT_SECS", "1200")])
+        quiet_app(&[("REALTIME_QUEUE", "8"), ("REALTIME_PING_SECS", "600"), ("REALTIME_IDLE_TIMEOUT_SECS", "1200")])
             .await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "firehose").await;
@@ -1689,7 +1681,7 @@ async fn realtime_a_slow_sse_stream_ends_with_slow_consumer() {
 
 #[tokio::test]
 async fn realtime_subscriptions_per_connection_are_limited() {
-    let app = app_with(&[("REALTIME_MAX_SUBSCRIPTIONS", "2")]).await;
+    let app = quiet_app(&[("REALTIME_MAX_SUBSCRIPTIONS", "2")]).await;
     let g = greenhouse(&app).await;
     let mut paths = Vec::new();
     for n in 0..3 {
@@ -1707,7 +1699,7 @@ async fn realtime_subscriptions_per_connection_are_limited() {
     ws.snapshot(&paths[2]).await;
 
     // SSE takes up to 100 paths (with the default limit).
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let user = register(&app, "many").await;
     let many: Vec<String> = (0..101).map(|_| desired(Uuid::now_v7())).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
@@ -1724,7 +1716,7 @@ async fn realtime_subscriptions_per_connection_are_limited() {
 
 #[tokio::test]
 async fn realtime_sse_streams_get_keep_alive_comments() {
-    let app = app_with(&[("REALTIME_PING_SECS", "0.5")]).await;
+    let app = quiet_app(&[("REALTIME_PING_SECS", "0.5")]).await;
     let user = register(&app, "quiet").await;
     let mut sse = SseClient::authed(&app, &[&orders(user.id)], &user.access).await;
     assert_eq!(sse.next_on(&orders(user.id), WAIT).await.1["type"], "snapshot");
@@ -1734,7 +1726,7 @@ async fn realtime_sse_streams_get_keep_alive_comments() {
 
 #[tokio::test]
 async fn realtime_shutdown_closes_sockets_with_1001_and_ends_streams() {
-    let mut app = app_with(&[]).await;
+    let mut app = quiet_app(&[]).await;
     let user = register(&app, "leaving").await;
     let path = orders(user.id);
     let mut ws = WsClient::authed(&app, &user.access).await;
@@ -1859,7 +1851,7 @@ async fn realtime_two_instances_share_events_resume_and_presence_over_redis() {
 
 #[tokio::test]
 async fn realtime_ping_is_answered_and_bad_messages_do_not_close_the_connection() {
-    let app = app_with(&[]).await;
+    let app = quiet_app(&[]).await;
     let g = greenhouse(&app).await;
     let dev = create_device(&app, &g.owner, g.grower_id, "controller").await;
     let path = desired(dev.id);

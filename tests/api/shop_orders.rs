@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    assert_error, detail_fields, spawn_app, spawn_app_with,
+    assert_error, detail_fields, ids, spawn_app, spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -697,10 +697,6 @@ async fn status_machine_fulfil_and_refund() {
 // Listing and visibility
 // ---------------------------------------------------------------------------------------------
 
-fn list_ids(list: &Value) -> Vec<String> {
-    list["data"].as_array().expect("data").iter().map(id_of).collect()
-}
-
 #[tokio::test]
 async fn listing_shows_own_orders_and_admins_see_all() {
     let app = spawn_app().await;
@@ -718,7 +714,7 @@ async fn listing_shows_own_orders_and_admins_see_all() {
 
     // Own orders only, newest first, each with its items.
     let list = json_of(get_authed(&app, "/api/v1/orders", &c1.access).await, 200).await;
-    assert_eq!(list_ids(&list), vec![c1_new.clone(), c1_old.clone()], "{list}");
+    assert_eq!(ids(&list), vec![c1_new.clone(), c1_old.clone()], "{list}");
     assert_eq!(list["meta"]["total"], 2);
     let newest = &list["data"][0];
     let got: HashMap<String, i64> = newest["items"]
@@ -729,36 +725,33 @@ async fn listing_shows_own_orders_and_admins_see_all() {
         .collect();
     assert_eq!(got, HashMap::from([(a.to_string(), 3), (b.to_string(), 4)]), "{newest}");
     assert_eq!(newest["total"], money(3 * 125 + 4 * 75));
+    assert_eq!(ids(&json_of(get_authed(&app, "/api/v1/orders", &c2.access).await, 200).await), vec![c2_only.clone()]);
     assert_eq!(
-        list_ids(&json_of(get_authed(&app, "/api/v1/orders", &c2.access).await, 200).await),
-        vec![c2_only.clone()]
-    );
-    assert_eq!(
-        list_ids(&json_of(get_authed(&app, "/api/v1/orders", &vendor.access).await, 200).await),
+        ids(&json_of(get_authed(&app, "/api/v1/orders", &vendor.access).await, 200).await),
         vec![v_only.clone()]
     );
 
     // An admin sees everyone's, newest first.
     let all = json_of(get_authed(&app, "/api/v1/orders", &shop.admin.access).await, 200).await;
-    assert_eq!(list_ids(&all), vec![v_only.clone(), c1_new.clone(), c2_only.clone(), c1_old.clone()], "{all}");
+    assert_eq!(ids(&all), vec![v_only.clone(), c1_new.clone(), c2_only.clone(), c1_old.clone()], "{all}");
     assert_eq!(all["meta"]["total"], 4);
 
     // ?status= filters.
     json_of(post_as(&app, &c1, &format!("/api/v1/orders/{c1_old}/cancel")).await, 200).await;
     let cancelled = json_of(get_authed(&app, "/api/v1/orders?status=cancelled", &shop.admin.access).await, 200).await;
-    assert_eq!(list_ids(&cancelled), vec![c1_old.clone()], "{cancelled}");
+    assert_eq!(ids(&cancelled), vec![c1_old.clone()], "{cancelled}");
     let pending = json_of(get_authed(&app, "/api/v1/orders?status=pending", &c1.access).await, 200).await;
-    assert_eq!(list_ids(&pending), vec![c1_new.clone()], "{pending}");
+    assert_eq!(ids(&pending), vec![c1_new.clone()], "{pending}");
     let pending = json_of(get_authed(&app, "/api/v1/orders?status=pending", &shop.admin.access).await, 200).await;
-    assert_eq!(list_ids(&pending), vec![v_only.clone(), c1_new.clone(), c2_only.clone()], "{pending}");
+    assert_eq!(ids(&pending), vec![v_only.clone(), c1_new.clone(), c2_only.clone()], "{pending}");
     let paid = json_of(get_authed(&app, "/api/v1/orders?status=paid", &c2.access).await, 200).await;
     assert_eq!(paid["data"], json!([]));
 
     // ?userId= is for admins.
     let path = format!("/api/v1/orders?userId={}", c2.id);
-    assert_eq!(list_ids(&json_of(get_authed(&app, &path, &shop.admin.access).await, 200).await), vec![c2_only.clone()]);
+    assert_eq!(ids(&json_of(get_authed(&app, &path, &shop.admin.access).await, 200).await), vec![c2_only.clone()]);
     let path = format!("/api/v1/orders?userId={}&status=cancelled", c1.id);
-    assert_eq!(list_ids(&json_of(get_authed(&app, &path, &shop.admin.access).await, 200).await), vec![c1_old.clone()]);
+    assert_eq!(ids(&json_of(get_authed(&app, &path, &shop.admin.access).await, 200).await), vec![c1_old.clone()]);
     let res = get_authed(&app, &format!("/api/v1/orders?userId={}", c2.id), &c1.access).await;
     assert_error(res, 403, "/api/v1/orders").await;
     let res = get_authed(&app, "/api/v1/orders?userId=not-a-uuid", &shop.admin.access).await;

@@ -40,7 +40,7 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    assert_error, spawn_app, spawn_app_with,
+    assert_error, header, reply, spawn_app, spawn_app_with,
 };
 
 const SECRET_KEY: &str = "sk_test_123";
@@ -103,14 +103,6 @@ struct FakeStripe {
 
 fn stripe_error(status: u16, kind: &str, message: &str) -> (u16, Value) {
     (status, json!({"error": {"type": kind, "message": message}}))
-}
-
-fn reply(status: u16, body: Value) -> Response {
-    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 impl FakeStripe {

@@ -16,7 +16,7 @@ use crate::helpers::{
         LOCALHOST, PASSWORD, admin, assert_no_secrets, assert_user_clean, audit_rows, authed, get_authed, json_of,
         jwt_part, login, login_ok, me_status, post_json, register, register_named, user_with_role,
     },
-    assert_error, spawn_app, spawn_app_with,
+    assert_error, ids, spawn_app, spawn_app_with,
 };
 
 async fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> reqwest::Response {
@@ -331,10 +331,6 @@ async fn list(app: &TestApp, token: &str, query: &str) -> Value {
     json_of(get_authed(app, &format!("/api/v1/users{query}"), token).await, 200).await
 }
 
-fn ids_of(page: &Value) -> Vec<String> {
-    page["data"].as_array().expect("data").iter().map(|u| u["id"].as_str().unwrap().to_string()).collect()
-}
-
 async fn live_count(app: &TestApp, role: Option<&str>) -> u64 {
     let mut q = user::Entity::find().filter(user::Column::DeletedAt.is_null());
     if let Some(r) = role {
@@ -377,7 +373,7 @@ async fn admin_lists_users_with_filters_and_paging() {
         for u in body["data"].as_array().unwrap() {
             assert_user_clean(u, PASSWORD);
         }
-        seen.extend(ids_of(&body));
+        seen.extend(ids(&body));
     }
     assert_eq!(seen.len() as u64, total);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), seen.len(), "no user on two pages");
@@ -402,12 +398,12 @@ async fn admin_lists_users_with_filters_and_paging() {
     // Role filter.
     let body = list(&app, &boss.access, "?role=GROWER").await;
     assert_eq!(body["meta"]["total"], live_count(&app, Some("GROWER")).await);
-    let got: HashSet<String> = ids_of(&body).into_iter().collect();
+    let got: HashSet<String> = ids(&body).into_iter().collect();
     let want: HashSet<String> = growers.iter().map(|g| g.id.to_string()).collect();
     assert_eq!(got, want);
     assert!(body["data"].as_array().unwrap().iter().all(|u| u["role"] == "GROWER"));
     let body = list(&app, &boss.access, "?role=ADMIN").await;
-    assert_eq!(ids_of(&body), vec![boss.id.to_string()]);
+    assert_eq!(ids(&body), vec![boss.id.to_string()]);
     let body = list(&app, &boss.access, "?role=CUSTOMER&limit=2").await;
     assert_eq!(body["meta"]["total"], live_count(&app, Some("CUSTOMER")).await);
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
@@ -417,11 +413,11 @@ async fn admin_lists_users_with_filters_and_paging() {
     assert_eq!(body["meta"]["total"], 1, "{body}");
     assert_eq!(body["data"][0]["name"], "Shiitake Searchable");
     let body = list(&app, &boss.access, &format!("?search={}", &growers[1].email[..12])).await;
-    assert_eq!(ids_of(&body), vec![growers[1].id.to_string()]);
+    assert_eq!(ids(&body), vec![growers[1].id.to_string()]);
     let body = list(&app, &boss.access, "?search=%25").await;
-    assert_eq!(ids_of(&body), vec![odd.id.to_string()], "a literal %");
+    assert_eq!(ids(&body), vec![odd.id.to_string()], "a literal %");
     let body = list(&app, &boss.access, "?search=_").await;
-    assert!(ids_of(&body).is_empty(), "a literal _ (no name or email has one): {body}");
+    assert!(ids(&body).is_empty(), "a literal _ (no name or email has one): {body}");
     let body = list(&app, &boss.access, "?search=GROWER&role=GROWER").await;
     assert_eq!(body["meta"]["total"], 3, "search and role combine: {body}");
     let body = list(&app, &boss.access, "?search=nothing-matches-this").await;
@@ -551,7 +547,7 @@ async fn deleting_a_user_is_a_soft_delete_that_ends_everything() {
     assert_eq!(refresh_status(&app, &t.refresh).await, 401);
     assert_eq!(login(&app, &t.email, PASSWORD).await.status(), 401);
     let body = list(&app, &boss.access, "").await;
-    assert!(!ids_of(&body).contains(&t.id.to_string()));
+    assert!(!ids(&body).contains(&t.id.to_string()));
     // Soft: the row is still there, marked deleted; the email stays reserved.
     let row = user::Entity::find_by_id(t.id).one(&app.state.db).await.unwrap().expect("row kept");
     assert!(row.deleted_at.is_some());

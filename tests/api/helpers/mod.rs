@@ -12,9 +12,15 @@ pub mod telemetry;
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use axum::Router;
+use axum::{
+    Router,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
 use mash::{AppState, Application, Config};
 use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub struct TestApp {
@@ -123,6 +129,16 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)], extra: Router<AppState>)
     start(TestDb::new().await, overrides, extra).await
 }
 
+/// No background worker or scheduler: the test drives the job queue (`app.run_jobs()`).
+pub const NO_WORKERS: &[(&str, &str)] = &[("JOB_CONCURRENCY", "0")];
+
+/// An app with no background worker or scheduler (`NO_WORKERS`), plus `extra` overrides.
+pub async fn quiet_app(extra: &[(&str, &str)]) -> TestApp {
+    let mut overrides = NO_WORKERS.to_vec();
+    overrides.extend_from_slice(extra);
+    spawn_app_with(&overrides, Router::new()).await
+}
+
 impl TestApp {
     /// Another application on this app's database: a restart (after `begin_shutdown`) or a
     /// second instance. Keep `self` alive, it owns the database. Instances that must accept
@@ -192,7 +208,7 @@ pub async fn two_instances_on_redis(extra: &[(&str, &str)]) -> (TestApp, TestApp
 }
 
 /// The fields named in an error body's `details`, in order.
-pub fn detail_fields(err: &serde_json::Value) -> Vec<String> {
+pub fn detail_fields(err: &Value) -> Vec<String> {
     err["details"]
         .as_array()
         .map(Vec::as_slice)
@@ -200,4 +216,51 @@ pub fn detail_fields(err: &serde_json::Value) -> Vec<String> {
         .iter()
         .filter_map(|d| d["field"].as_str().map(str::to_string))
         .collect()
+}
+
+/// The fields named in an error body's `details`, each once, in the order first named.
+pub fn distinct_detail_fields(err: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in detail_fields(err) {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The ids of a list answer's `data`, in order.
+pub fn ids(list: &Value) -> Vec<String> {
+    list["data"].as_array().expect("data").iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// A timestamp of a JSON answer (an RFC 3339 string), in UTC.
+pub fn ts_of(v: &Value) -> DateTime<Utc> {
+    let s = v.as_str().unwrap_or_else(|| panic!("a timestamp string, got {v}"));
+    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("RFC 3339 {s}: {e}")).to_utc()
+}
+
+/// The text of `GET /metrics` (200 asserted).
+pub async fn metrics_text(app: &TestApp) -> String {
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake servers the tests run (Stripe, FCM, webhook receivers)
+// ---------------------------------------------------------------------------------------------
+
+/// A header of a request a fake received, as text.
+pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A fake's JSON answer; a JSON string is sent as an HTML page instead (what a front end answers).
+pub fn reply(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap();
+    match body {
+        Value::String(page) => (status, [("content-type", "text/html; charset=UTF-8")], page).into_response(),
+        body => (status, axum::Json(body)).into_response(),
+    }
 }

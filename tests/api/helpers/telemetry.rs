@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{authed, json_of},
+    metrics_text, ts_of,
 };
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -25,14 +26,12 @@ pub fn this_hour() -> DateTime<Utc> {
 pub fn parse_ts(v: &Value) -> DateTime<Utc> {
     let s = v.as_str().unwrap_or_else(|| panic!("ts is a string: {v}"));
     assert!(s.ends_with('Z'), "UTC timestamp: {s}");
-    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("RFC 3339 {s}: {e}")).with_timezone(&Utc)
+    ts_of(v)
 }
 
 /// The value of one Prometheus series (`name{labels}`) in `/metrics`, 0 when absent.
 pub async fn metric_value(app: &TestApp, series: &str) -> f64 {
-    let res = app.get("/metrics").await;
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
+    let text = metrics_text(app).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .map(|v| v.trim().parse::<f64>().unwrap_or_else(|_| panic!("number for {series}: {v}")))
