@@ -15,8 +15,8 @@ use crate::helpers::{
     TestApp,
     accounts::{
         Account, LOCALHOST, PASSWORD, USER_AGENT, account_from, assert_audited, assert_no_secrets, assert_user_clean,
-        audit_rows, authed, get_authed, json_of, jwt_part, login, login_ok, me_status, post_json, register,
-        unique_email,
+        audit_rows, authed, get_authed, json_of, jwt_part, login, login_ok, me_status, post_json, refresh, register,
+        sid, unique_email,
     },
     assert_error, redis_url, spawn_app, spawn_app_with, two_instances_on_redis,
 };
@@ -214,10 +214,6 @@ async fn login_gives_tokens_and_wrong_credentials_are_one_401() {
 // Refresh
 // ---------------------------------------------------------------------------------------------
 
-async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
-    post_json(app, "/api/v1/auth/refresh", json!({ "refreshToken": token })).await
-}
-
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
     let app = spawn_app().await;
@@ -326,10 +322,6 @@ async fn login_on_device(app: &TestApp, email: &str, device_id: &str, device_nam
     )
     .await;
     account_from(&json_of(res, 200).await, email, PASSWORD)
-}
-
-fn sid(token: &str) -> String {
-    jwt_part(token, 1)["sid"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]

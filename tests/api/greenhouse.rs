@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::helpers::{
     TestApp,
-    accounts::{Account, LOCALHOST, audit_rows, authed, get_authed, json_of, register, user_with_role},
+    accounts::{
+        Account, LOCALHOST, audit_rows, authed, get_authed, json_of, register, send, send_json, user_with_role,
+    },
     assert_error, distinct_detail_fields,
     greenhouse::{
         Device, add_member, bearer, create_device, create_grower, device_auth, greenhouse, greenhouse_by, post_batch,
@@ -28,19 +30,6 @@ use crate::helpers::{
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A request as a person (`Bearer`), with a JSON body when given.
-async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: Option<&Value>) -> reqwest::Response {
-    let mut req = authed(app, method, path, token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.expect("request failed")
-}
-
-async fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> reqwest::Response {
-    send(app, method, path, token, Some(&body)).await
-}
 
 /// `GET` as a person, 200 asserted.
 async fn read(app: &TestApp, path: &str, token: &str) -> Value {

@@ -13,21 +13,9 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use crate::helpers::{TestApp, accounts::register_with, assert_error, spawn_app_with};
 
 const PASSWORD: &str = "a sturdy passphrase 42";
-
-async fn register(app: &TestApp, email: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/register"))
-        .json(&json!({"email": email, "password": PASSWORD, "name": "Flow Tester"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
 
 /// A minimal SMTP server that accepts every message and hands over its DATA section.
 async fn fake_smtp() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
@@ -129,7 +117,7 @@ async fn email_verification_and_password_reset_go_through_smtp() {
     .await;
 
     // Registration sends a verification link.
-    let reg = register(&app, "flow@example.com").await;
+    let reg = register_with(&app, "flow@example.com", PASSWORD, "Flow Tester").await;
     assert_eq!(reg["user"]["emailVerified"], false);
     let mail = next_mail(&mut inbox, "flow@example.com").await;
     assert!(mail.contains("From: Mash <mail@mash.test>"), "{mail}");
@@ -229,7 +217,7 @@ async fn expired_reset_tokens_are_refused_and_mail_is_delivered_to_the_log_witho
     use mash::jobs::entity as jobs;
     // Workers off: the test drives the queue itself.
     let app = spawn_app_with(&[("JOB_CONCURRENCY", "0")], Router::new()).await;
-    register(&app, "late@example.com").await;
+    register_with(&app, "late@example.com", PASSWORD, "Flow Tester").await;
     let res = app
         .client
         .post(app.url("/api/v1/auth/password/forgot"))
@@ -369,7 +357,7 @@ async fn oidc_exchange_refuses_bad_tokens() {
 #[tokio::test]
 async fn oidc_links_an_existing_account_only_for_a_verified_email() {
     let app = oidc_app().await;
-    let existing = register(&app, "owner@example.com").await;
+    let existing = register_with(&app, "owner@example.com", PASSWORD, "Flow Tester").await;
     // Unverified claim for a taken address: refused, nothing linked.
     let res = exchange(&app, &id_token(claims("attacker", "owner@example.com", false), KEY, "test-key-1")).await;
     assert_error(res, 409, "/api/v1/auth/oidc/exchange").await;

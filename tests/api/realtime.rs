@@ -27,7 +27,9 @@ use uuid::Uuid;
 
 use crate::helpers::{
     TestApp,
-    accounts::{Account, PASSWORD, admin, authed, json_of, jwt_part, login_ok, register, user_with_role},
+    accounts::{
+        Account, PASSWORD, admin, authed, json_of, jwt_part, login_ok, refresh_ok, register, sid, user_with_role,
+    },
     assert_error,
     greenhouse::{
         Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, greenhouse_by, post_batch,
@@ -198,27 +200,6 @@ async fn pay(app: &TestApp, who: &Account, id: &str) {
         .await
         .unwrap();
     assert_eq!(json_of(res, 200).await["status"], "completed");
-}
-
-fn sid(token: &str) -> String {
-    jwt_part(token, 1)["sid"].as_str().expect("sid claim").to_string()
-}
-
-/// `POST /auth/refresh`: a fresh access token of the same session.
-async fn refresh(app: &TestApp, who: &Account) -> Account {
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/refresh"))
-        .json(&json!({ "refreshToken": who.refresh }))
-        .send()
-        .await
-        .unwrap();
-    let body = json_of(res, 200).await;
-    Account {
-        access: body["accessToken"].as_str().unwrap().to_string(),
-        refresh: body["refreshToken"].as_str().unwrap().to_string(),
-        ..who.clone()
-    }
 }
 
 /// Whether `/metrics` shows a slow-consumer disconnect (any series of
@@ -1313,7 +1294,7 @@ async fn realtime_websocket_token_expiry_holds_events_until_a_new_auth() {
     // A change while expired is held, and delivered after a new `auth` for the same user.
     let writer = login_ok(&app, &g.admin.email, PASSWORD).await;
     put_desired(&app, &writer, dev.id, json!({ "v": 2 })).await;
-    let renewed = refresh(&app, &session).await;
+    let renewed = refresh_ok(&app, &session).await;
     ws.send_json(json!({ "type": "auth", "token": renewed.access })).await;
     let (before, ok) = ws.collect_until("auth_ok", WAIT, |v| v["type"] == "auth_ok").await;
     assert!(before.iter().all(|m| m["type"] != "event"), "events are held while the token is expired: {before:?}");
@@ -1356,7 +1337,7 @@ async fn realtime_sse_stream_ends_on_token_expiry_and_resumes_with_a_fresh_token
 
     let writer = login_ok(&app, &g.admin.email, PASSWORD).await;
     put_desired(&app, &writer, dev.id, json!({ "v": 1 })).await;
-    let fresh = refresh(&app, &session).await;
+    let fresh = refresh_ok(&app, &session).await;
     let mut sse = SseClient::connect(app.addr, &[&path], SseAuth::Bearer(&fresh.access), cursor.as_deref()).await;
     let (_, ev) = sse.next_on(&path, WAIT).await;
     assert_eq!((ev["type"].as_str(), id_of(&ev)), (Some("event"), s + 1), "missed nothing: {ev}");

@@ -14,17 +14,13 @@ use crate::helpers::{
     TestApp,
     accounts::{
         LOCALHOST, PASSWORD, admin, assert_no_secrets, assert_user_clean, audit_rows, authed, get_authed, json_of,
-        jwt_part, login, login_ok, me_status, post_json, register, register_named, user_with_role,
+        jwt_part, login, login_ok, me_status, post_json, refresh, register, register_named, send_json, user_with_role,
     },
     assert_error, ids, spawn_app, spawn_app_with,
 };
 
-async fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> reqwest::Response {
-    authed(app, method, path, token).json(&body).send().await.unwrap()
-}
-
 async fn refresh_status(app: &TestApp, token: &str) -> u16 {
-    post_json(app, "/api/v1/auth/refresh", json!({ "refreshToken": token })).await.status().as_u16()
+    refresh(app, token).await.status().as_u16()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -42,6 +42,31 @@ pub async fn get_authed(app: &TestApp, path: &str, token: &str) -> reqwest::Resp
     authed(app, reqwest::Method::GET, path, token).send().await.expect("request failed")
 }
 
+/// A request as a person (`Bearer`), with a JSON body when given.
+pub async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut req = authed(app, method, path, token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    req.send().await.expect("request failed")
+}
+
+pub async fn send_json(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> reqwest::Response {
+    send(app, method, path, token, Some(&body)).await
+}
+
 /// Status of `GET /users/me` with this access token.
 pub async fn me_status(app: &TestApp, token: &str) -> u16 {
     get_authed(app, "/api/v1/users/me", token).await.status().as_u16()
@@ -71,10 +96,15 @@ pub async fn register(app: &TestApp, prefix: &str) -> Account {
 
 pub async fn register_named(app: &TestApp, prefix: &str, name: &str) -> Account {
     let email = unique_email(prefix);
-    let res =
-        post_json(app, "/api/v1/auth/register", json!({ "email": email, "password": PASSWORD, "name": name })).await;
-    let body = json_of(res, 201).await;
+    let body = register_with(app, &email, PASSWORD, name).await;
     account_from(&body, &email, PASSWORD)
+}
+
+/// `POST /auth/register` with exactly these fields (201 asserted); the answer.
+pub async fn register_with(app: &TestApp, email: &str, password: &str, name: &str) -> Value {
+    let res =
+        post_json(app, "/api/v1/auth/register", json!({ "email": email, "password": password, "name": name })).await;
+    json_of(res, 201).await
 }
 
 pub async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
@@ -85,6 +115,26 @@ pub async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Respo
 pub async fn login_ok(app: &TestApp, email: &str, password: &str) -> Account {
     let body = json_of(login(app, email, password).await, 200).await;
     account_from(&body, email, password)
+}
+
+/// `POST /auth/refresh` with this refresh token.
+pub async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    post_json(app, "/api/v1/auth/refresh", json!({ "refreshToken": token })).await
+}
+
+/// Refreshes `who`'s session (200 asserted): its new access and refresh tokens.
+pub async fn refresh_ok(app: &TestApp, who: &Account) -> Account {
+    let body = json_of(refresh(app, &who.refresh).await, 200).await;
+    Account {
+        access: body["accessToken"].as_str().unwrap().to_string(),
+        refresh: body["refreshToken"].as_str().unwrap().to_string(),
+        ..who.clone()
+    }
+}
+
+/// The session id (`sid` claim) of an access token.
+pub fn sid(token: &str) -> String {
+    jwt_part(token, 1)["sid"].as_str().expect("sid claim").to_string()
 }
 
 /// Sets a user's role directly in the database (as `mash seed` or an operator would).
