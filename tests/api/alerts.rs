@@ -20,7 +20,9 @@ use crate::helpers::{
     NO_WORKERS, TestApp,
     accounts::{Account, audit_rows, authed, get_authed, json_of, register, user_with_role},
     assert_error, detail_fields,
-    greenhouse::{Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading},
+    greenhouse::{
+        Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading, send_readings,
+    },
     quiet_app, spawn_app_with, ts_of,
 };
 
@@ -69,9 +71,7 @@ async fn alert_action(app: &TestApp, who: &Account, id: &Value, action: &str) ->
 
 /// Posts readings (202 asserted) and runs every due job.
 async fn send(app: &TestApp, who: &Account, items: Vec<Value>) {
-    let res = post_batch(app, &bearer(who), &Value::Array(items)).await;
-    let status = res.status().as_u16();
-    assert_eq!(status, 202, "batch refused: {}", res.text().await.unwrap_or_default());
+    send_readings(app, &bearer(who), &items).await;
     app.run_jobs().await;
 }
 

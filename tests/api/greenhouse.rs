@@ -21,8 +21,8 @@ use crate::helpers::{
     },
     assert_error, distinct_detail_fields,
     greenhouse::{
-        Device, add_member, bearer, create_device, create_grower, device_auth, greenhouse, greenhouse_by, post_batch,
-        reading,
+        Device, add_member, as_device, bearer, create_device, create_grower, device_auth, greenhouse, greenhouse_by,
+        post_batch, reading, report,
     },
     ids, spawn_app, spawn_app_with, ts_of,
 };
@@ -36,17 +36,8 @@ async fn read(app: &TestApp, path: &str, token: &str) -> Value {
     json_of(get_authed(app, path, token).await, 200).await
 }
 
-/// A request as a device: `Authorization: Device <token>`.
-fn as_device(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
-    app.client.request(method, app.url(path)).header("authorization", format!("Device {token}"))
-}
-
 async fn device_get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     as_device(app, Method::GET, path, token).send().await.unwrap()
-}
-
-async fn report(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
-    as_device(app, Method::POST, "/api/v1/devices/me/reported", token).json(&body).send().await.unwrap()
 }
 
 async fn create_chamber(app: &TestApp, by: &Account, grower_id: Uuid, name: &str) -> Uuid {

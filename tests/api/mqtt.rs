@@ -26,7 +26,7 @@ use crate::helpers::{
     TestApp,
     accounts::{authed, json_of},
     assert_error,
-    greenhouse::{Device, Greenhouse, create_device, device_auth, greenhouse, post_batch},
+    greenhouse::{create_device, device_auth, greenhouse_with_device, post_batch},
     spawn_app_with,
     telemetry::{all_raw, metric_value, rfc3339, stored_count, this_hour},
 };
@@ -170,13 +170,6 @@ impl Drop for Subscriber {
     }
 }
 
-/// A grower, its owner and one device.
-async fn setup(app: &TestApp) -> (Greenhouse, Device) {
-    let gh = greenhouse(app).await;
-    let device = create_device(app, &gh.owner, gh.grower_id, "mqtt sensor").await;
-    (gh, device)
-}
-
 fn item(metric: &str, value: f64, ts: DateTime<Utc>) -> Value {
     json!({ "metric": metric, "value": value, "ts": rfc3339(ts) })
 }
@@ -246,7 +239,7 @@ async fn wait_for_counter(app: &TestApp, series: &str, at_least: f64) -> f64 {
 async fn readings_published_to_the_broker_are_stored_once() {
     let client_id = unique_client_id();
     let mut app = spawn_mqtt_app(SHARED_PORT, &client_id).await;
-    let (gh, dev) = setup(&app).await;
+    let (gh, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     let token = gh.owner.access.clone();
     publish_until_stored(&app, &token, SHARED_PORT, dev.id, "probe").await;
     let topic = telemetry_topic(dev.id);
@@ -291,7 +284,7 @@ async fn readings_published_to_the_broker_are_stored_once() {
 async fn a_malformed_message_is_counted_and_the_next_one_is_stored() {
     let client_id = unique_client_id();
     let mut app = spawn_mqtt_app(SHARED_PORT, &client_id).await;
-    let (gh, dev) = setup(&app).await;
+    let (gh, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     let other = create_device(&app, &gh.owner, gh.grower_id, "other").await;
     let token = gh.owner.access.clone();
     publish_until_stored(&app, &token, SHARED_PORT, dev.id, "probe").await;
@@ -348,7 +341,7 @@ async fn nothing_published_while_the_server_is_down_is_lost() {
     let data_dir = tempfile::tempdir().unwrap();
     let overrides = mqtt_overrides(SHARED_PORT, &client_id, Some(data_dir.path().to_str().unwrap()));
     let mut first = spawn_app_with(&as_refs(&overrides), Router::new()).await;
-    let (gh, dev) = setup(&first).await;
+    let (gh, dev) = greenhouse_with_device(&first, "mqtt sensor").await;
     let token = gh.owner.access.clone();
     // Once a probe is stored, the server's session (and its subscription) exists on the broker.
     publish_until_stored(&first, &token, SHARED_PORT, dev.id, "probe").await;
@@ -438,7 +431,7 @@ async fn the_subscriber_comes_back_after_a_broker_restart() {
     let mut broker = OwnBroker::start().await;
     let client_id = unique_client_id();
     let mut app = spawn_mqtt_app(broker.port, &client_id).await;
-    let (gh, dev) = setup(&app).await;
+    let (gh, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     let token = gh.owner.access.clone();
     publish_until_stored(&app, &token, broker.port, dev.id, "before").await;
 
@@ -474,7 +467,7 @@ async fn the_subscriber_comes_back_after_a_broker_restart() {
 async fn a_desired_state_change_is_published_retained_to_the_device() {
     let client_id = unique_client_id();
     let mut app = spawn_mqtt_app(SHARED_PORT, &client_id).await;
-    let (gh, dev) = setup(&app).await;
+    let (gh, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     let token = gh.owner.access.clone();
     publish_until_stored(&app, &token, SHARED_PORT, dev.id, "probe").await;
     let topic = desired_topic(dev.id);
@@ -600,7 +593,7 @@ async fn hooks_are_absent_without_a_secret_and_refuse_a_wrong_one() {
 #[tokio::test]
 async fn the_auth_hook_accepts_a_device_with_its_own_token_and_the_server() {
     let app = hooks_app().await;
-    let (gh, dev) = setup(&app).await;
+    let (gh, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     let other = create_device(&app, &gh.owner, gh.grower_id, "other").await;
     let auth = |username: String, password: &str| json!({ "clientid": username.clone(), "username": username, "password": password });
 
@@ -656,7 +649,7 @@ async fn the_auth_hook_accepts_a_device_with_its_own_token_and_the_server() {
 #[tokio::test]
 async fn the_acl_hook_lets_a_device_publish_and_read_only_its_own_topics() {
     let app = hooks_app().await;
-    let (gh, dev) = setup(&app).await;
+    let (gh, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     let other = create_device(&app, &gh.owner, gh.grower_id, "other").await;
     let acl = |username: &str, topic: String, acc: Value| json!({ "username": username, "topic": topic, "acc": acc });
     let me = dev.id.to_string();
@@ -718,7 +711,7 @@ async fn the_acl_hook_lets_a_device_publish_and_read_only_its_own_topics() {
 #[tokio::test]
 async fn only_the_server_is_a_superuser() {
     let app = hooks_app().await;
-    let (_, dev) = setup(&app).await;
+    let (_, dev) = greenhouse_with_device(&app, "mqtt sensor").await;
     allowed(hook(&app, "superuser", Some(SECRET), json!({ "username": SERVER_USER })).await, true).await;
     allowed(hook_form(&app, "superuser", &[("username", SERVER_USER)]).await, true).await;
     for username in [dev.id.to_string(), "admin".to_string(), String::new(), format!("{SERVER_USER} ")] {

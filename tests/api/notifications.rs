@@ -42,7 +42,7 @@ use crate::helpers::{
     accounts::{Account, authed, get_authed, json_of, register, user_with_role},
     assert_error, detail_fields,
     greenhouse::{
-        Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading,
+        Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, reading, send_readings,
     },
     header, reply, spawn_app_with,
 };
@@ -403,10 +403,9 @@ async fn create_rule(app: &TestApp, by: &Account, grower_id: Uuid, metric: &str,
 }
 
 /// Posts readings of one device and metric (202 asserted).
-async fn readings(app: &TestApp, by: &Account, device: &Device, metric: &str, values: &[(f64, DateTime<Utc>)]) {
+async fn post_readings(app: &TestApp, by: &Account, device: &Device, metric: &str, values: &[(f64, DateTime<Utc>)]) {
     let batch: Vec<Value> = values.iter().map(|(v, ts)| reading(device.id, metric, *v, *ts)).collect();
-    let res = post_batch(app, &bearer(by), &Value::Array(batch)).await;
-    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap_or_default());
+    send_readings(app, &bearer(by), &batch).await;
 }
 
 /// The grower's alerts, as the API shows them.
@@ -497,7 +496,7 @@ async fn critical_alerts_are_pushed_to_each_members_token_with_one_verified_and_
     let rule = create_rule(&app, &gh.owner, gh.grower_id, "temp", "critical").await;
     let t0 = start_of_readings();
 
-    readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0)]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0)]).await;
     app.run_jobs().await;
 
     // One grant, verified by the fake (signature, kid, iss, aud, scope, lifetime).
@@ -564,7 +563,7 @@ async fn critical_alerts_are_pushed_to_each_members_token_with_one_verified_and_
     assert!(jobs_of(&app, "send_push").await.is_empty());
 
     // A second alert, in a later run: the access token comes from the cache.
-    readings(&app, &gh.owner, &other_sensor, "temp", &[(41.0, t0 + Duration::seconds(1))]).await;
+    post_readings(&app, &gh.owner, &other_sensor, "temp", &[(41.0, t0 + Duration::seconds(1))]).await;
     app.run_jobs().await;
     let second = alert_on(&app, &gh, &other_sensor, "temp").await;
     assert_eq!(fake.grants().len(), 1, "the token endpoint was asked again: {:?}", fake.grants());
@@ -596,7 +595,7 @@ async fn an_unregistered_token_is_forgotten_and_a_refused_message_is_dead_letter
     let sensor = create_device(&app, &gh.owner, gh.grower_id, "sensor").await;
     create_rule(&app, &gh.owner, gh.grower_id, "temp", "critical").await;
 
-    readings(&app, &gh.owner, &sensor, "temp", &[(40.0, start_of_readings())]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(40.0, start_of_readings())]).await;
     app.run_jobs().await;
     assert_eq!(fake.refused(), Vec::<String>::new());
     assert_eq!(fake.sent().len(), 3, "{:?}", fake.sent());
@@ -668,7 +667,7 @@ async fn an_fcm_outage_is_retried_later_and_lower_severities_are_not_pushed() {
     );
     let t0 = start_of_readings();
 
-    readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0)]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0)]).await;
     app.run_jobs().await;
     assert_eq!(fake.refused(), Vec::<String>::new());
     let grants = fake.grants();
@@ -722,8 +721,8 @@ async fn an_fcm_outage_is_retried_later_and_lower_severities_are_not_pushed() {
     assert_eq!(fake.grants().len(), 1, "the access token was cached across the retries");
 
     // Warning and info alerts open, but are not pushed.
-    readings(&app, &gh.owner, &sensor, "humidity", &[(90.0, t0 + Duration::seconds(1))]).await;
-    readings(&app, &gh.owner, &sensor, "co2", &[(900.0, t0 + Duration::seconds(2))]).await;
+    post_readings(&app, &gh.owner, &sensor, "humidity", &[(90.0, t0 + Duration::seconds(1))]).await;
+    post_readings(&app, &gh.owner, &sensor, "co2", &[(900.0, t0 + Duration::seconds(2))]).await;
     app.run_jobs().await;
     alert_on(&app, &gh, &sensor, "humidity").await;
     alert_on(&app, &gh, &sensor, "co2").await;
@@ -838,7 +837,7 @@ async fn webhook_events_are_signed_retried_with_a_stable_id_and_skip_updates() {
 
     // Created, then repeated in the same batch (an update): the receiver fails the first try.
     receiver.answer_next(500);
-    readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0), (45.0, t0 + Duration::seconds(1))]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0), (45.0, t0 + Duration::seconds(1))]).await;
     let before = app.state.clock.now().timestamp();
     app.run_jobs().await;
     let after = app.state.clock.now().timestamp();
@@ -880,7 +879,7 @@ async fn webhook_events_are_signed_retried_with_a_stable_id_and_skip_updates() {
     assert!(jobs_of(&app, "deliver_webhook").await.is_empty());
 
     // A normal reading resolves the alert: alert.resolved, a new event id.
-    readings(&app, &gh.owner, &sensor, "temp", &[(20.0, t0 + Duration::seconds(2))]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(20.0, t0 + Duration::seconds(2))]).await;
     let before = app.state.clock.now().timestamp();
     app.run_jobs().await;
     let after = app.state.clock.now().timestamp();
@@ -893,7 +892,7 @@ async fn webhook_events_are_signed_retried_with_a_stable_id_and_skip_updates() {
     assert_ne!(hooks[2].event_id, hooks[0].event_id);
 
     // A new alert, acknowledged by a person: alert.created, then alert.acknowledged.
-    readings(&app, &gh.owner, &sensor, "temp", &[(50.0, t0 + Duration::seconds(3))]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(50.0, t0 + Duration::seconds(3))]).await;
     app.run_jobs().await;
     let open = alerts_of(&app, &gh).await.into_iter().find(|a| a["status"] == "active").expect("a new alert");
     let res =
@@ -983,7 +982,7 @@ async fn critical_alerts_are_mailed_to_each_member() {
     assert!(jobs_of(&app, "send_email").await.is_empty());
     let sign_up_mails = deliveries(&app, "email").await.len();
 
-    readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0)]).await;
+    post_readings(&app, &gh.owner, &sensor, "temp", &[(40.0, t0)]).await;
     assert_eq!(run_only(&app, &["evaluate_readings"]).await, 1);
     let alert = alert_on(&app, &gh, &sensor, "temp").await;
     let alert_id: Uuid = alert["id"].as_str().unwrap().parse().unwrap();
@@ -1012,7 +1011,7 @@ async fn critical_alerts_are_mailed_to_each_member() {
     }
 
     // A warning alert is not mailed.
-    readings(&app, &gh.owner, &sensor, "humidity", &[(90.0, t0 + Duration::seconds(1))]).await;
+    post_readings(&app, &gh.owner, &sensor, "humidity", &[(90.0, t0 + Duration::seconds(1))]).await;
     app.run_jobs().await;
     alert_on(&app, &gh, &sensor, "humidity").await;
     assert_eq!(deliveries(&app, "email").await.len(), sign_up_mails + 2);

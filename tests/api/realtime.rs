@@ -32,8 +32,8 @@ use crate::helpers::{
     },
     assert_error,
     greenhouse::{
-        Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, greenhouse_by, post_batch,
-        reading,
+        Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, greenhouse_by, reading, report_ok,
+        send_readings,
     },
     quiet_app,
     rt_client::{SSE_PATH, SseAuth, SseClient, WAIT, WsClient, WsNext, id_of, sse_request, sse_url},
@@ -111,26 +111,8 @@ fn sent_for(items: &[Value], device: Uuid) -> Vec<(String, i64, f64)> {
     triples(items.iter().filter(|r| r["deviceId"] == device.to_string()))
 }
 
-/// Posts a batch (202 asserted); returns `(accepted, duplicates)`.
-async fn send_readings(app: &TestApp, auth: &str, items: &[Value]) -> (u64, u64) {
-    let body = json_of(post_batch(app, auth, &Value::Array(items.to_vec())).await, 202).await;
-    (body["accepted"].as_u64().expect("accepted"), body["duplicates"].as_u64().expect("duplicates"))
-}
-
 async fn put_desired(app: &TestApp, who: &Account, device: Uuid, doc: Value) -> Value {
     let res = authed(app, Method::PUT, &format!("/api/v1/devices/{device}/desired"), &who.access)
-        .json(&doc)
-        .send()
-        .await
-        .unwrap();
-    json_of(res, 200).await
-}
-
-async fn report(app: &TestApp, dev: &Device, doc: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url("/api/v1/devices/me/reported"))
-        .header("authorization", device_auth(dev))
         .json(&doc)
         .send()
         .await
@@ -481,7 +463,7 @@ async fn realtime_every_path_is_for_its_members_and_admin_only() {
                 put_desired(&app, &a.owner, dev_a.id, json!({ "fan": "on" })).await;
             }
             Kind::Reported => {
-                report(&app, &dev_a, json!({ "fan": "on", "desiredVersion": 1 })).await;
+                report_ok(&app, &dev_a, json!({ "fan": "on", "desiredVersion": 1 })).await;
             }
             Kind::Alerts => {
                 send_readings(&app, &bearer(&a.owner), &[reading(dev_a.id, "temp", 35.0, at(t0, 1))]).await;
@@ -961,7 +943,7 @@ async fn realtime_reported_state_is_published_on_every_report() {
     assert_eq!(snap["data"]["inSync"], false, "version 1 asked, nothing applied: {snap}");
     let s = id_of(&snap);
 
-    let out = report(&app, &dev, json!({ "fan": "on", "rpm": 1200, "desiredVersion": 1 })).await;
+    let out = report_ok(&app, &dev, json!({ "fan": "on", "rpm": 1200, "desiredVersion": 1 })).await;
     let ev = ws.expect_event(&path).await;
     assert_eq!(id_of(&ev), s + 1);
     let d = &ev["data"];
@@ -973,7 +955,7 @@ async fn realtime_reported_state_is_published_on_every_report() {
 
     // A report that is behind the desired version says so.
     put_desired(&app, &g.owner, dev.id, json!({ "fan": "off" })).await;
-    report(&app, &dev, json!({ "fan": "on", "desiredVersion": 1 })).await;
+    report_ok(&app, &dev, json!({ "fan": "on", "desiredVersion": 1 })).await;
     let ev = ws.expect_event(&path).await;
     assert_eq!(id_of(&ev), s + 2);
     assert_eq!(ev["data"]["inSync"], false, "{ev}");

@@ -17,7 +17,10 @@ use crate::helpers::{
     TestApp,
     accounts::{authed, get_authed, json_of, user_with_role},
     assert_error,
-    greenhouse::{Device, Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, post_batch, reading},
+    greenhouse::{
+        Device, Greenhouse, accepted, add_member, bearer, create_device, device_auth, greenhouse,
+        greenhouse_with_device, post_batch, reading,
+    },
     spawn_app, spawn_app_with,
     telemetry::{all_raw, history, metric_value, parse_ts, points_of, rfc3339, stored_count, this_hour},
 };
@@ -49,14 +52,8 @@ struct Setup {
 }
 
 async fn setup(app: &TestApp) -> Setup {
-    let gh = greenhouse(app).await;
-    let device = create_device(app, &gh.owner, gh.grower_id, "sensor").await;
+    let (gh, device) = greenhouse_with_device(app, "sensor").await;
     Setup { gh, device }
-}
-
-async fn accepted(res: reqwest::Response) -> (u64, u64) {
-    let body = json_of(res, 202).await;
-    (body["accepted"].as_u64().expect("accepted"), body["duplicates"].as_u64().expect("duplicates"))
 }
 
 /// A 400/403 naming these fields (each must appear in `details`).

@@ -1,5 +1,5 @@
-//! Greenhouse fixtures shared by the greenhouse, telemetry and MQTT tests: a grower with an
-//! owner, devices with their tokens, and batch posting.
+//! Greenhouse fixtures: a grower with an owner, devices with their tokens, requests as a
+//! device, and posting telemetry batches.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -48,6 +48,13 @@ pub async fn greenhouse_by(app: &TestApp, admin: &Account) -> Greenhouse {
     Greenhouse { admin: admin.clone(), owner, grower_id }
 }
 
+/// A new grower with a fresh OWNER, and one device of it named `device_name`.
+pub async fn greenhouse_with_device(app: &TestApp, device_name: &str) -> (Greenhouse, Device) {
+    let gh = greenhouse(app).await;
+    let device = create_device(app, &gh.owner, gh.grower_id, device_name).await;
+    (gh, device)
+}
+
 /// A device and its one-time token.
 pub struct Device {
     pub id: Uuid,
@@ -72,6 +79,32 @@ pub async fn create_device(app: &TestApp, by: &Account, grower_id: Uuid, name: &
 /// `POST /telemetry/batch` with `Authorization: <auth>` (`Bearer …` or `Device …`).
 pub async fn post_batch(app: &TestApp, auth: &str, body: &Value) -> reqwest::Response {
     app.client.post(app.url("/api/v1/telemetry/batch")).header("authorization", auth).json(body).send().await.unwrap()
+}
+
+/// The `(accepted, duplicates)` of a batch's answer (202 asserted).
+pub async fn accepted(res: reqwest::Response) -> (u64, u64) {
+    let body = json_of(res, 202).await;
+    (body["accepted"].as_u64().expect("accepted"), body["duplicates"].as_u64().expect("duplicates"))
+}
+
+/// Posts a batch (202 asserted); returns `(accepted, duplicates)`.
+pub async fn send_readings(app: &TestApp, auth: &str, items: &[Value]) -> (u64, u64) {
+    accepted(post_batch(app, auth, &Value::Array(items.to_vec())).await).await
+}
+
+/// A request as a device: `Authorization: Device <token>`.
+pub fn as_device(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    app.client.request(method, app.url(path)).header("authorization", format!("Device {token}"))
+}
+
+/// `POST /devices/me/reported` as the device with this token.
+pub async fn report(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    as_device(app, Method::POST, "/api/v1/devices/me/reported", token).json(&body).send().await.unwrap()
+}
+
+/// Reports `doc` as `dev` (200 asserted); the answer.
+pub async fn report_ok(app: &TestApp, dev: &Device, doc: Value) -> Value {
+    json_of(report(app, &dev.token, doc).await, 200).await
 }
 
 pub fn bearer(a: &Account) -> String {
