@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::helpers::{
     NO_WORKERS, TestApp,
     accounts::{Account, audit_rows, authed, get_authed, json_of, register, user_with_role},
+    alerts::{alert_action, alert_path, alerts_of, list_alerts, new_rule, post_rule, rules_path},
     assert_error, detail_fields,
     greenhouse::{
         Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, post_batch, reading, send_readings,
@@ -40,18 +41,6 @@ fn base() -> DateTime<Utc> {
     Utc::now() - Duration::hours(1)
 }
 
-fn rules_path() -> &'static str {
-    "/api/v1/alert-rules"
-}
-
-async fn post_rule(app: &TestApp, who: &Account, body: &Value) -> reqwest::Response {
-    authed(app, Method::POST, rules_path(), &who.access).json(body).send().await.unwrap()
-}
-
-async fn new_rule(app: &TestApp, who: &Account, body: Value) -> Value {
-    json_of(post_rule(app, who, &body).await, 201).await
-}
-
 async fn patch_rule(app: &TestApp, who: &Account, id: &Value, body: Value) -> reqwest::Response {
     authed(app, Method::PATCH, &rule_path(id), &who.access).json(&body).send().await.unwrap()
 }
@@ -60,32 +49,10 @@ fn rule_path(id: &Value) -> String {
     format!("/api/v1/alert-rules/{}", id.as_str().expect("rule id"))
 }
 
-fn alert_path(id: &Value) -> String {
-    format!("/api/v1/alerts/{}", id.as_str().expect("alert id"))
-}
-
-/// `POST /alerts/{id}/{action}` (`ack` or `resolve`).
-async fn alert_action(app: &TestApp, who: &Account, id: &Value, action: &str) -> reqwest::Response {
-    authed(app, Method::POST, &format!("{}/{action}", alert_path(id)), &who.access).send().await.unwrap()
-}
-
 /// Posts readings (202 asserted) and runs every due job.
 async fn send(app: &TestApp, who: &Account, items: Vec<Value>) {
     send_readings(app, &bearer(who), &items).await;
     app.run_jobs().await;
-}
-
-/// `GET /alerts?{query}` as `who` (200 asserted).
-async fn list_alerts(app: &TestApp, who: &Account, query: &str) -> Value {
-    json_of(get_authed(app, &format!("/api/v1/alerts?{query}"), &who.access).await, 200).await
-}
-
-/// Every alert of a grower, newest first, as its owner sees them.
-async fn alerts_of(app: &TestApp, gh: &Greenhouse) -> Vec<Value> {
-    let page = list_alerts(app, &gh.owner, &format!("growerId={}&limit=100", gh.grower_id)).await;
-    let data = page["data"].as_array().expect("a page of alerts").clone();
-    assert_eq!(page["meta"]["total"], data.len(), "{page}");
-    data
 }
 
 /// `GET {path}` for rules (a query included), 200 asserted.

@@ -22,13 +22,14 @@ use mash::{
     mail::SendEmail,
 };
 use reqwest::Method;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
     NO_WORKERS, TestApp,
     accounts::{admin, assert_audited, authed, get_authed, json_of, user_with_role},
+    alerts::deliveries_by,
     assert_error, metrics_text, quiet_app, spawn_app_with, ts_of,
 };
 
@@ -63,13 +64,7 @@ async fn clear_queue(app: &TestApp) {
 
 /// Email delivery attempts recorded for `to`, oldest first.
 async fn deliveries_to(app: &TestApp, to: &str) -> Vec<delivery::Model> {
-    delivery::Entity::find()
-        .filter(delivery::Column::Target.eq(to))
-        .order_by_asc(delivery::Column::CreatedAt)
-        .order_by_asc(delivery::Column::Id)
-        .all(&app.state.db)
-        .await
-        .expect("delivery query")
+    deliveries_by(app, delivery::Column::Target, to).await
 }
 
 /// Inserts a `send_email` job whose arguments do not parse (as an older or newer binary, or a

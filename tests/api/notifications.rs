@@ -40,6 +40,7 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, authed, get_authed, json_of, register, user_with_role},
+    alerts::{alerts_of, deliveries_by, new_rule},
     assert_error, detail_fields,
     greenhouse::{
         Device, Greenhouse, add_member, bearer, create_device, greenhouse, greenhouse_by, reading, send_readings,
@@ -393,25 +394,15 @@ async fn new_push_token(app: &TestApp, who: &Account, token: &str, platform: &st
 
 /// A threshold rule `metric > 30` of `severity` (201 asserted).
 async fn create_rule(app: &TestApp, by: &Account, grower_id: Uuid, metric: &str, severity: &str) -> Value {
-    let res = authed(app, Method::POST, "/api/v1/alert-rules", &by.access)
-        .json(&json!({"growerId": grower_id, "metric": metric, "kind": "threshold", "op": "gt",
-            "threshold": 30.0, "severity": severity}))
-        .send()
-        .await
-        .unwrap();
-    json_of(res, 201).await
+    let body = json!({"growerId": grower_id, "metric": metric, "kind": "threshold", "op": "gt",
+        "threshold": 30.0, "severity": severity});
+    new_rule(app, by, body).await
 }
 
 /// Posts readings of one device and metric (202 asserted).
 async fn post_readings(app: &TestApp, by: &Account, device: &Device, metric: &str, values: &[(f64, DateTime<Utc>)]) {
     let batch: Vec<Value> = values.iter().map(|(v, ts)| reading(device.id, metric, *v, *ts)).collect();
     send_readings(app, &bearer(by), &batch).await;
-}
-
-/// The grower's alerts, as the API shows them.
-async fn alerts_of(app: &TestApp, gh: &Greenhouse) -> Vec<Value> {
-    let res = get_authed(app, &format!("/api/v1/alerts?growerId={}", gh.grower_id), &gh.owner.access).await;
-    json_of(res, 200).await["data"].as_array().unwrap().clone()
 }
 
 /// The one alert of `gh` on `metric`.
@@ -425,13 +416,7 @@ async fn alert_on(app: &TestApp, gh: &Greenhouse, device: &Device, metric: &str)
 
 /// Delivery attempts on `channel`, oldest first.
 async fn deliveries(app: &TestApp, channel: &str) -> Vec<delivery::Model> {
-    delivery::Entity::find()
-        .filter(delivery::Column::Channel.eq(channel))
-        .order_by_asc(delivery::Column::CreatedAt)
-        .order_by_asc(delivery::Column::Id)
-        .all(&app.state.db)
-        .await
-        .unwrap()
+    deliveries_by(app, delivery::Column::Channel, channel).await
 }
 
 /// Jobs of `job_type` still in the table (queued, running or dead).

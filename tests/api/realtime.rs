@@ -30,6 +30,7 @@ use crate::helpers::{
     accounts::{
         Account, PASSWORD, admin, authed, json_of, jwt_part, login_ok, refresh_ok, register, sid, user_with_role,
     },
+    alerts::{alert_action, new_rule},
     assert_error,
     greenhouse::{
         Greenhouse, add_member, bearer, create_device, device_auth, greenhouse, greenhouse_by, reading, report_ok,
@@ -122,19 +123,9 @@ async fn put_desired(app: &TestApp, who: &Account, device: Uuid, doc: Value) -> 
 
 /// A threshold rule on `temp > 30` for the grower.
 async fn temp_rule(app: &TestApp, who: &Account, grower: Uuid) -> Value {
-    let res = authed(app, Method::POST, "/api/v1/alert-rules", &who.access)
-        .json(&json!({ "growerId": grower, "metric": "temp", "kind": "threshold", "op": "gt",
-                       "threshold": 30.0, "severity": "critical", "enabled": true }))
-        .send()
-        .await
-        .unwrap();
-    json_of(res, 201).await
-}
-
-/// `POST /alerts/{id}/{action}` (200 asserted).
-async fn alert_action(app: &TestApp, who: &Account, id: &str, action: &str) -> Value {
-    let res = authed(app, Method::POST, &format!("/api/v1/alerts/{id}/{action}"), &who.access).send().await.unwrap();
-    json_of(res, 200).await
+    let body = json!({ "growerId": grower, "metric": "temp", "kind": "threshold", "op": "gt",
+                       "threshold": 30.0, "severity": "critical", "enabled": true });
+    new_rule(app, who, body).await
 }
 
 /// A category and a product with plenty of stock; returns the product id.
@@ -1007,7 +998,7 @@ async fn realtime_alert_changes_are_published_and_open_alerts_are_the_snapshot()
     assert_eq!(listed[0]["count"], 2, "{snap}");
     assert_eq!(id_of(&snap), s + 2, "the snapshot covers both events");
 
-    alert_action(&app, &g.owner, &alert_id, "ack").await;
+    json_of(alert_action(&app, &g.owner, &json!(alert_id), "ack").await, 200).await;
     app.run_jobs().await;
     for ws in [&mut ws, &mut late] {
         let ev = ws.expect_event(&path).await;
@@ -1021,7 +1012,7 @@ async fn realtime_alert_changes_are_published_and_open_alerts_are_the_snapshot()
     let snap = third.snapshot(&path).await;
     assert_eq!(snap["data"]["alerts"][0]["status"], "acknowledged", "{snap}");
 
-    alert_action(&app, &g.owner, &alert_id, "resolve").await;
+    json_of(alert_action(&app, &g.owner, &json!(alert_id), "resolve").await, 200).await;
     app.run_jobs().await;
     let ev = ws.expect_event(&path).await;
     assert_eq!(id_of(&ev), s + 4, "{ev}");

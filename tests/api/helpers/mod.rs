@@ -5,6 +5,7 @@
 //! reads, the realtime clients, and the probe routes.
 
 pub mod accounts;
+pub mod alerts;
 pub mod greenhouse;
 pub mod probe;
 pub mod rt_client;
