@@ -38,6 +38,7 @@ use crate::helpers::{
     },
     quiet_app,
     rt_client::{SSE_PATH, SseAuth, SseClient, WAIT, WsClient, WsNext, id_of, sse_request, sse_url},
+    shop::{create_category, create_product, items, pay, place, product_body},
     ts_of, two_instances_on_redis,
 };
 
@@ -130,49 +131,21 @@ async fn temp_rule(app: &TestApp, who: &Account, grower: Uuid) -> Value {
 
 /// A category and a product with plenty of stock; returns the product id.
 async fn product(app: &TestApp, admin: &Account) -> Uuid {
-    let res = authed(app, Method::POST, "/api/v1/categories", &admin.access)
-        .json(&json!({ "name": format!("Seeds {}", Uuid::now_v7().simple()) }))
-        .send()
-        .await
-        .unwrap();
-    let category: Uuid = json_of(res, 201).await["id"].as_str().unwrap().parse().unwrap();
+    let category = create_category(app, admin, &format!("Seeds {}", Uuid::now_v7().simple())).await;
     let sku = format!("SKU-{}", Uuid::now_v7().simple());
-    let res = authed(app, Method::POST, "/api/v1/products", &admin.access)
-        .json(&json!({ "sku": sku, "name": format!("Basil {sku}"), "price": "4.50", "stock": 10_000,
-                       "categoryId": category }))
-        .send()
-        .await
-        .unwrap();
-    json_of(res, 201).await["id"].as_str().unwrap().parse().unwrap()
+    let body = product_body(&sku, &format!("Basil {sku}"), "4.50", 10_000, category);
+    create_product(app, admin, body).await["id"].as_str().unwrap().parse().unwrap()
 }
 
 /// `POST /orders` of one item with an `Idempotency-Key` (201 asserted).
 async fn place_order(app: &TestApp, who: &Account, product: Uuid) -> Value {
-    let res = authed(app, Method::POST, "/api/v1/orders", &who.access)
-        .header("idempotency-key", Uuid::now_v7().to_string())
-        .json(&json!({ "items": [{ "productId": product, "quantity": 1 }] }))
-        .send()
-        .await
-        .unwrap();
-    json_of(res, 201).await
+    let key = Uuid::now_v7().to_string();
+    json_of(place(app, &who.access, &json!({ "items": items(&[(product, 1)]) }), Some(&key)).await, 201).await
 }
 
 async fn cancel_order(app: &TestApp, who: &Account, id: &str) -> Value {
     let res = authed(app, Method::POST, &format!("/api/v1/orders/{id}/cancel"), &who.access).send().await.unwrap();
     json_of(res, 200).await
-}
-
-/// Pays a pending order through the sandbox provider.
-async fn pay(app: &TestApp, who: &Account, id: &str) {
-    let res = authed(app, Method::POST, &format!("/api/v1/orders/{id}/payments"), &who.access).send().await.unwrap();
-    let payment = json_of(res, 201).await;
-    let payment_id = payment["paymentId"].as_str().unwrap_or_else(|| panic!("paymentId: {payment}"));
-    let res = authed(app, Method::POST, &format!("/api/v1/payments/{payment_id}/sandbox-confirm"), &who.access)
-        .json(&json!({ "clientSecret": payment["clientSecret"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(json_of(res, 200).await["status"], "completed");
 }
 
 /// Whether `/metrics` shows a slow-consumer disconnect (any series of

@@ -20,7 +20,9 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, admin, json_of, register, user_with_role},
-    assert_error, detail_fields, spawn_app, spawn_app_with, two_instances_on_redis,
+    assert_error, detail_fields,
+    shop::{create_category, create_product, money, product_body},
+    spawn_app, spawn_app_with, two_instances_on_redis,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -100,30 +102,10 @@ async fn assert_bad_field(res: reqwest::Response, path: &str, field: &str) -> Va
     body
 }
 
-async fn create_category(app: &TestApp, by: &Account, name: &str) -> Uuid {
-    let body = json_of(post(app, CATEGORIES, by, json!({ "name": name })).await, 201).await;
-    assert_eq!(body["name"], name, "{body}");
-    id_of(&body)
-}
-
-fn product_body(sku: &str, name: &str, price: &str, stock: i64, category: Uuid) -> Value {
-    json!({ "sku": sku, "name": name, "price": price, "stock": stock, "categoryId": category })
-}
-
-/// Creates a product (201 asserted) and returns the answer.
-async fn create_product(app: &TestApp, by: &Account, body: Value) -> Value {
-    json_of(post(app, PRODUCTS, by, body).await, 201).await
-}
-
 /// A product with defaults for everything but its name and stock.
 async fn simple_product(app: &TestApp, by: &Account, category: Uuid, name: &str, price: &str, stock: i64) -> Uuid {
     let sku = format!("SKU-{}", Uuid::now_v7().simple());
     id_of(&create_product(app, by, product_body(&sku, name, price, stock, category)).await)
-}
-
-/// Minor units as the contract writes money: two places, computed here independently.
-fn money(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
 }
 
 // ---------------------------------------------------------------------------------------------

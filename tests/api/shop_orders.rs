@@ -24,7 +24,9 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    assert_error, detail_fields, ids, spawn_app, spawn_app_with,
+    assert_error, detail_fields, ids,
+    shop::{create_category, create_product, items, money, order_ok, pay, place, product_body},
+    spawn_app, spawn_app_with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -39,21 +41,8 @@ struct Shop {
 
 async fn open_shop(app: &TestApp) -> Shop {
     let admin = admin(app).await;
-    let res = authed(app, Method::POST, "/api/v1/categories", &admin.access)
-        .json(&json!({ "name": format!("Seeds {}", Uuid::now_v7().simple()) }))
-        .send()
-        .await
-        .unwrap();
-    let category_id = json_of(res, 201).await["id"].as_str().unwrap().parse().unwrap();
+    let category_id = create_category(app, &admin, &format!("Seeds {}", Uuid::now_v7().simple())).await;
     Shop { admin, category_id }
-}
-
-/// Formats integer cents the way the contract spells money: `"19.90"`. Written here, apart
-/// from the application's own `Money`, so the tests check the server against an independent
-/// computation.
-fn money(cents: i64) -> String {
-    assert!(cents >= 0);
-    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// Parses a money string from a response into cents, insisting on exactly two decimals.
@@ -68,15 +57,8 @@ fn cents_of(v: &Value) -> i64 {
 /// A product created by the shop's admin with the price given as a decimal string.
 async fn product(app: &TestApp, shop: &Shop, price: &str, stock: i64) -> Uuid {
     let sku = format!("SKU-{}", Uuid::now_v7().simple());
-    let res = authed(app, Method::POST, "/api/v1/products", &shop.admin.access)
-        .json(&json!({
-            "sku": sku, "name": format!("Tomato seeds {sku}"), "price": price,
-            "stock": stock, "categoryId": shop.category_id,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let body = json_of(res, 201).await;
+    let body = product_body(&sku, &format!("Tomato seeds {sku}"), price, stock, shop.category_id);
+    let body = create_product(app, &shop.admin, body).await;
     assert_eq!(body["stock"], stock, "{body}");
     body["id"].as_str().unwrap().parse().unwrap()
 }
@@ -98,47 +80,12 @@ async fn assert_stock(app: &TestApp, id: Uuid, expected: i64) {
     assert_eq!(db_stock(app, id).await, expected, "stock of {id} in the database");
 }
 
-fn items(list: &[(Uuid, i64)]) -> Value {
-    Value::Array(list.iter().map(|(id, q)| json!({ "productId": id, "quantity": q })).collect())
-}
-
-/// `POST /orders` with a JSON body and, optionally, an `Idempotency-Key`.
-async fn place(app: &TestApp, token: &str, body: &Value, key: Option<&str>) -> reqwest::Response {
-    let mut req = authed(app, Method::POST, "/api/v1/orders", token).json(body);
-    if let Some(k) = key {
-        req = req.header("idempotency-key", k);
-    }
-    req.send().await.expect("request failed")
-}
-
-/// Places an order of these items (201 asserted) and returns it.
-async fn order_ok(app: &TestApp, who: &Account, list: &[(Uuid, i64)]) -> Value {
-    json_of(place(app, &who.access, &json!({ "items": items(list) }), None).await, 201).await
-}
-
 fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_else(|| panic!("id: {v}")).to_string()
 }
 
 async fn post_as(app: &TestApp, who: &Account, path: &str) -> reqwest::Response {
     authed(app, Method::POST, path, &who.access).send().await.unwrap()
-}
-
-/// Pays a pending order with the sandbox provider (the owner opens the payment and confirms
-/// it with its client secret) and asserts the order is now `paid`.
-async fn pay(app: &TestApp, owner: &Account, order_id: &str) {
-    let payment = json_of(post_as(app, owner, &format!("/api/v1/orders/{order_id}/payments")).await, 201).await;
-    let payment_id = payment["paymentId"].as_str().unwrap_or_else(|| panic!("paymentId: {payment}"));
-    let secret = payment["clientSecret"].as_str().unwrap_or_else(|| panic!("clientSecret: {payment}"));
-    let res = authed(app, Method::POST, &format!("/api/v1/payments/{payment_id}/sandbox-confirm"), &owner.access)
-        .json(&json!({ "clientSecret": secret }))
-        .send()
-        .await
-        .unwrap();
-    let confirmed = json_of(res, 200).await;
-    assert_eq!(confirmed["status"], "completed", "{confirmed}");
-    let o = json_of(get_authed(app, &format!("/api/v1/orders/{order_id}"), &owner.access).await, 200).await;
-    assert_eq!(o["status"], "paid", "{o}");
 }
 
 async fn order_rows(app: &TestApp) -> u64 {

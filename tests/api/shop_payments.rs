@@ -40,7 +40,9 @@ use uuid::Uuid;
 use crate::helpers::{
     TestApp,
     accounts::{Account, admin, authed, get_authed, json_of, register, user_with_role},
-    assert_error, header, reply, spawn_app, spawn_app_with,
+    assert_error, header, reply,
+    shop::{create_category, create_product, money, open_payment, order_ok, product_body},
+    spawn_app, spawn_app_with,
 };
 
 const SECRET_KEY: &str = "sk_test_123";
@@ -284,11 +286,6 @@ struct Shop {
     basil: Product,
 }
 
-/// `1234` as `"12.34"`.
-fn money(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
-}
-
 fn stripe_config(fake: &FakeStripe) -> Vec<(&'static str, String)> {
     vec![
         ("PAYMENT_PROVIDER", "stripe".into()),
@@ -312,46 +309,34 @@ async fn stripe_shop() -> (Shop, FakeStripe) {
 async fn shop(app: TestApp) -> Shop {
     let admin = admin(&app).await;
     let customer = register(&app, "customer").await;
-    let res = authed(&app, Method::POST, "/api/v1/categories", &admin.access)
-        .json(&json!({"name": format!("Seedlings {}", Uuid::now_v7().simple())}))
-        .send()
-        .await
-        .unwrap();
-    let category = json_of(res, 201).await["id"].as_str().unwrap().to_string();
-    let apple = create_product(&app, &admin, &category, "apple", 1234, 10).await;
-    let basil = create_product(&app, &admin, &category, "basil", 505, 10).await;
+    let category = create_category(&app, &admin, &format!("Seedlings {}", Uuid::now_v7().simple())).await;
+    let apple = priced_product(&app, &admin, category, "apple", 1234, 10).await;
+    let basil = priced_product(&app, &admin, category, "basil", 505, 10).await;
     Shop { app, admin, customer, apple, basil }
 }
 
-async fn create_product(app: &TestApp, admin: &Account, category: &str, name: &str, price: i64, stock: i64) -> Product {
-    let body = json!({"sku": format!("{name}-{}", Uuid::now_v7().simple()), "name": name, "price": money(price),
-                      "stock": stock, "categoryId": category});
-    let res = authed(app, Method::POST, "/api/v1/products", &admin.access).json(&body).send().await.unwrap();
-    let out = json_of(res, 201).await;
+/// A product of `price` cents (the price the answer shows asserted).
+async fn priced_product(app: &TestApp, admin: &Account, category: Uuid, name: &str, price: i64, stock: i64) -> Product {
+    let sku = format!("{name}-{}", Uuid::now_v7().simple());
+    let out = create_product(app, admin, product_body(&sku, name, &money(price), stock, category)).await;
     assert_eq!(out["price"], money(price), "{out}");
     Product { id: out["id"].as_str().unwrap().parse().unwrap(), price_minor: price, stock }
 }
 
 /// Places an order for `lines`; returns its id and its total in cents as computed here from
 /// the catalogue prices (and checks the order's own total against it).
-async fn place_order(app: &TestApp, by: &Account, lines: &[(Product, i64)]) -> (Uuid, i64) {
-    let items: Vec<Value> = lines.iter().map(|(p, q)| json!({"productId": p.id, "quantity": q})).collect();
-    let res =
-        authed(app, Method::POST, "/api/v1/orders", &by.access).json(&json!({"items": items})).send().await.unwrap();
-    let order = json_of(res, 201).await;
+async fn priced_order(app: &TestApp, by: &Account, lines: &[(Product, i64)]) -> (Uuid, i64) {
+    let list: Vec<(Uuid, i64)> = lines.iter().map(|(p, q)| (p.id, *q)).collect();
+    let order = order_ok(app, by, &list).await;
     let total: i64 = lines.iter().map(|(p, q)| p.price_minor * q).sum();
     assert_eq!(order["status"], "pending", "{order}");
     assert_eq!(order["total"], money(total), "{order}");
     (order["id"].as_str().unwrap().parse().unwrap(), total)
 }
 
-async fn pay(app: &TestApp, token: &str, order: Uuid) -> reqwest::Response {
-    authed(app, Method::POST, &format!("/api/v1/orders/{order}/payments"), token).send().await.unwrap()
-}
-
 /// Opens a payment (201 asserted) and returns its body.
-async fn pay_ok(app: &TestApp, by: &Account, order: Uuid) -> Value {
-    json_of(pay(app, &by.access, order).await, 201).await
+async fn open_payment_ok(app: &TestApp, by: &Account, order: Uuid) -> Value {
+    json_of(open_payment(app, &by.access, order).await, 201).await
 }
 
 async fn payment_of(app: &TestApp, token: &str, id: &str) -> Value {
@@ -482,8 +467,8 @@ struct Paying {
 }
 
 async fn open_stripe_payment(shop: &Shop, fake: &FakeStripe) -> Paying {
-    let (order, total) = place_order(&shop.app, &shop.customer, &[(shop.apple, 2), (shop.basil, 3)]).await;
-    let payment = pay_ok(&shop.app, &shop.customer, order).await;
+    let (order, total) = priced_order(&shop.app, &shop.customer, &[(shop.apple, 2), (shop.basil, 3)]).await;
+    let payment = open_payment_ok(&shop.app, &shop.customer, order).await;
     let intent = intent_for(fake, &payment);
     Paying { order, total, payment, intent }
 }
@@ -503,9 +488,9 @@ fn payment_id(p: &Value) -> String {
 async fn a_stripe_payment_asks_stripe_for_the_order_total_once() {
     let (shop, fake) = stripe_shop().await;
     let app = &shop.app;
-    let (order, total) = place_order(app, &shop.customer, &[(shop.apple, 2), (shop.basil, 3)]).await;
+    let (order, total) = priced_order(app, &shop.customer, &[(shop.apple, 2), (shop.basil, 3)]).await;
 
-    let payment = pay_ok(app, &shop.customer, order).await;
+    let payment = open_payment_ok(app, &shop.customer, order).await;
     assert_eq!(payment["provider"], "stripe", "{payment}");
     assert_eq!(payment["status"], "pending", "{payment}");
     assert_eq!(payment["amount"], money(total), "{payment}");
@@ -530,7 +515,7 @@ async fn a_stripe_payment_asks_stripe_for_the_order_total_once() {
     assert_eq!(intent_for(&fake, &payment), intents[0].0);
 
     // Asking again (a reload, a double tap) gives the same payment and no new intent.
-    let again = json_of(pay(app, &shop.customer.access, order).await, 201).await;
+    let again = json_of(open_payment(app, &shop.customer.access, order).await, 201).await;
     assert_eq!(again["paymentId"], payment["paymentId"], "{again}");
     assert_eq!(again["clientSecret"], payment["clientSecret"], "{again}");
     assert_eq!(fake.intents().len(), 1);
@@ -553,13 +538,13 @@ async fn a_stripe_payment_asks_stripe_for_the_order_total_once() {
     // Who may pay: only the customer who placed the order.
     let pay_path = format!("/api/v1/orders/{order}/payments");
     assert_error(app.client.post(app.url(&pay_path)).send().await.unwrap(), 401, &pay_path).await;
-    assert_error(pay(app, &other.access, order).await, 404, &pay_path).await;
+    assert_error(open_payment(app, &other.access, order).await, 404, &pay_path).await;
     let vendor = user_with_role(app, "vendor", "VENDOR").await;
-    assert_error(pay(app, &vendor.access, order).await, 404, &pay_path).await;
-    assert_error(pay(app, &shop.admin.access, order).await, 403, &pay_path).await;
+    assert_error(open_payment(app, &vendor.access, order).await, 404, &pay_path).await;
+    assert_error(open_payment(app, &shop.admin.access, order).await, 403, &pay_path).await;
     let unknown = Uuid::now_v7();
     let unknown_path = format!("/api/v1/orders/{unknown}/payments");
-    assert_error(pay(app, &shop.customer.access, unknown).await, 404, &unknown_path).await;
+    assert_error(open_payment(app, &shop.customer.access, unknown).await, 404, &unknown_path).await;
     let bad = "/api/v1/orders/not-a-uuid/payments";
     let res = authed(app, Method::POST, bad, &shop.customer.access).send().await.unwrap();
     assert_error(res, 400, bad).await;
@@ -575,9 +560,10 @@ async fn a_stripe_payment_asks_stripe_for_the_order_total_once() {
 async fn simultaneous_pay_requests_share_one_intent() {
     let (shop, fake) = stripe_shop().await;
     let app = &shop.app;
-    let (order, _) = place_order(app, &shop.customer, &[(shop.apple, 1)]).await;
+    let (order, _) = priced_order(app, &shop.customer, &[(shop.apple, 1)]).await;
     fake.gate(2);
-    let (a, b) = tokio::join!(pay(app, &shop.customer.access, order), pay(app, &shop.customer.access, order));
+    let (a, b) =
+        tokio::join!(open_payment(app, &shop.customer.access, order), open_payment(app, &shop.customer.access, order));
     let (a, b) = (json_of(a, 201).await, json_of(b, 201).await);
     assert_eq!(a["paymentId"], b["paymentId"], "{a} {b}");
     assert_eq!(a["clientSecret"], b["clientSecret"], "{a} {b}");
@@ -595,10 +581,10 @@ async fn simultaneous_pay_requests_share_one_intent() {
 async fn a_stripe_server_error_is_retried_under_the_same_key() {
     let (shop, fake) = stripe_shop().await;
     let app = &shop.app;
-    let (order, total) = place_order(app, &shop.customer, &[(shop.basil, 4)]).await;
+    let (order, total) = priced_order(app, &shop.customer, &[(shop.basil, 4)]).await;
     fake.script("/v1/payment_intents", stripe_error(500, "api_error", "An unknown error occurred"));
 
-    let payment = pay_ok(app, &shop.customer, order).await;
+    let payment = open_payment_ok(app, &shop.customer, order).await;
     let calls = fake.seen("/v1/payment_intents");
     assert_eq!(calls.len(), 2, "one failure, one retry: {calls:?}");
     assert!(calls[0].idempotency_key.is_some());
@@ -615,20 +601,20 @@ async fn a_stripe_server_error_is_retried_under_the_same_key() {
 async fn stripe_refusals_are_422_and_an_unreachable_stripe_is_503() {
     let (shop, fake) = stripe_shop().await;
     let app = &shop.app;
-    let (order, _) = place_order(app, &shop.customer, &[(shop.apple, 1)]).await;
+    let (order, _) = priced_order(app, &shop.customer, &[(shop.apple, 1)]).await;
     let path = format!("/api/v1/orders/{order}/payments");
 
     fake.script("/v1/payment_intents", stripe_error(402, "card_error", "Your card was declined."));
-    let err = assert_error(pay(app, &shop.customer.access, order).await, 422, &path).await;
+    let err = assert_error(open_payment(app, &shop.customer.access, order).await, 422, &path).await;
     assert!(err["message"].as_str().unwrap().contains("Your card was declined."), "{err}");
     fake.script("/v1/payment_intents", stripe_error(400, "invalid_request_error", "Amount must be at least $0.50 usd"));
-    let err = assert_error(pay(app, &shop.customer.access, order).await, 422, &path).await;
+    let err = assert_error(open_payment(app, &shop.customer.access, order).await, 422, &path).await;
     assert!(err["message"].as_str().unwrap().contains("Amount must be at least"), "{err}");
     assert_eq!(fake.seen("/v1/payment_intents").len(), 2, "a refusal is not retried");
     assert_eq!(payments_in_db(app, order).await, 0);
     assert_eq!(order_status(app, &shop.customer, order).await, "pending");
 
-    let payment = pay_ok(app, &shop.customer, order).await;
+    let payment = open_payment_ok(app, &shop.customer, order).await;
     assert_eq!(payment["status"], "pending");
     assert_eq!(fake.intents().len(), 1);
 
@@ -638,9 +624,9 @@ async fn stripe_refusals_are_422_and_an_unreachable_stripe_is_503() {
     vars.retain(|(k, _)| *k != "STRIPE_API_BASE");
     vars.push(("STRIPE_API_BASE", format!("http://127.0.0.1:{closed}")));
     let down = app.spawn_sibling(&borrowed(&vars)).await;
-    let (order, _) = place_order(&down, &shop.customer, &[(shop.basil, 1)]).await;
+    let (order, _) = priced_order(&down, &shop.customer, &[(shop.basil, 1)]).await;
     let path = format!("/api/v1/orders/{order}/payments");
-    assert_error(pay(&down, &shop.customer.access, order).await, 503, &path).await;
+    assert_error(open_payment(&down, &shop.customer.access, order).await, 503, &path).await;
     assert_eq!(payments_in_db(app, order).await, 0);
     assert_eq!(order_status(app, &shop.customer, order).await, "pending");
 }
@@ -728,7 +714,7 @@ async fn webhook_events_move_the_payment_and_the_order() {
     assert_eq!(payment_of(app, &shop.customer.access, &pid).await["status"], "failed");
     assert_eq!(order_status(app, &shop.customer, p.order).await, "pending");
     // The customer tries again with the same payment.
-    let again = pay_ok(app, &shop.customer, p.order).await;
+    let again = open_payment_ok(app, &shop.customer, p.order).await;
     assert_eq!(again["paymentId"], p.payment["paymentId"], "{again}");
     assert_eq!(fake.intents().len(), 1);
 
@@ -943,7 +929,7 @@ async fn cancelling_an_order_cancels_its_stripe_intent() {
     assert_eq!(stock_of(app, shop.apple).await, shop.apple.stock);
 
     let path = format!("/api/v1/orders/{}/payments", p.order);
-    assert_error(pay(app, &shop.customer.access, p.order).await, 409, &path).await;
+    assert_error(open_payment(app, &shop.customer.access, p.order).await, 409, &path).await;
     assert_eq!(fake.intents().len(), 1);
 }
 
@@ -957,8 +943,8 @@ async fn cancelling_an_order_cancels_its_stripe_intent() {
 async fn sandbox_payments_are_confirmed_with_the_client_secret() {
     let shop = shop(spawn_app().await).await;
     let app = &shop.app;
-    let (order, total) = place_order(app, &shop.customer, &[(shop.apple, 1), (shop.basil, 1)]).await;
-    let payment = pay_ok(app, &shop.customer, order).await;
+    let (order, total) = priced_order(app, &shop.customer, &[(shop.apple, 1), (shop.basil, 1)]).await;
+    let payment = open_payment_ok(app, &shop.customer, order).await;
     assert_eq!(payment["provider"], "sandbox", "{payment}");
     assert_eq!(payment["status"], "pending", "{payment}");
     assert_eq!(payment["amount"], money(total), "{payment}");

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod greenhouse;
 pub mod probe;
 pub mod rt_client;
+pub mod shop;
 pub mod telemetry;
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
