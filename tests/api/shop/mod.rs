@@ -1,0 +1,5 @@
+//! CONTRACT.md "Shop": the catalogue, orders, and payments.
+
+mod catalogue;
+mod orders;
+mod payments;
