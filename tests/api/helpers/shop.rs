@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::helpers::{
     TestApp,
-    accounts::{Account, authed, get_authed, json_of},
+    accounts::{Account, admin, authed, get_authed, json_of},
 };
 
 /// Formats integer cents the way the contract spells money: `"19.90"`. Written here, apart
@@ -37,6 +37,33 @@ pub fn product_body(sku: &str, name: &str, price: &str, stock: i64, category: Uu
 pub async fn create_product(app: &TestApp, by: &Account, body: Value) -> Value {
     let res = authed(app, Method::POST, "/api/v1/products", &by.access).json(&body).send().await;
     json_of(res.expect("request failed"), 201).await
+}
+
+/// An admin and a category to put products in.
+pub struct Shop {
+    pub admin: Account,
+    pub category_id: Uuid,
+}
+
+/// A shop of a fresh admin.
+pub async fn open_shop(app: &TestApp) -> Shop {
+    let admin = admin(app).await;
+    open_shop_by(app, &admin).await
+}
+
+/// A shop of an existing admin, with a category of its own.
+pub async fn open_shop_by(app: &TestApp, admin: &Account) -> Shop {
+    let category_id = create_category(app, admin, &format!("Seeds {}", Uuid::now_v7().simple())).await;
+    Shop { admin: admin.clone(), category_id }
+}
+
+/// A product created by the shop's admin with the price given as a decimal string.
+pub async fn product(app: &TestApp, shop: &Shop, price: &str, stock: i64) -> Uuid {
+    let sku = format!("SKU-{}", Uuid::now_v7().simple());
+    let body = product_body(&sku, &format!("Tomato seeds {sku}"), price, stock, shop.category_id);
+    let body = create_product(app, &shop.admin, body).await;
+    assert_eq!(body["stock"], stock, "{body}");
+    body["id"].as_str().unwrap().parse().unwrap()
 }
 
 /// The `items` of an order: `(product, quantity)` each.

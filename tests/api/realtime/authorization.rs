@@ -13,10 +13,11 @@ use crate::helpers::{
     },
     quiet_app,
     rt_client::{SseClient, WAIT, WsClient, id_of},
+    shop::{open_shop_by, product},
 };
 
 use super::{
-    alerts, assert_none_on, at, base, desired, live, member_entry, orders, place_order, presence, product, put_desired,
+    alerts, assert_none_on, at, base, desired, live, member_entry, orders, place_order, presence, put_desired,
     reported, temp_rule,
 };
 
@@ -99,7 +100,7 @@ async fn realtime_every_path_is_for_its_members_and_admin_only() {
     json_of(add_member(&app, &a.admin, a.grower_id, viewer.id, "MEMBER").await, 201).await;
     let joiner = user_with_role(&app, "joiner", "GROWER").await;
     json_of(add_member(&app, &a.admin, a.grower_id, joiner.id, "MEMBER").await, 201).await;
-    let goods = product(&app, &a.admin).await;
+    let goods = product(&app, &open_shop_by(&app, &a.admin).await, "4.50", 10_000).await;
     let c1 = register(&app, "buyer").await;
     let c2 = register(&app, "other-buyer").await;
 

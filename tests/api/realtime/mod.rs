@@ -32,7 +32,7 @@ use crate::helpers::{
     TestApp,
     accounts::{Account, authed, json_of},
     alerts::new_rule,
-    shop::{create_category, create_product, items, place, product_body},
+    shop::{items, place},
     ts_of,
 };
 
@@ -121,14 +121,6 @@ async fn temp_rule(app: &TestApp, who: &Account, grower: Uuid) -> Value {
     let body = json!({ "growerId": grower, "metric": "temp", "kind": "threshold", "op": "gt",
                        "threshold": 30.0, "severity": "critical", "enabled": true });
     new_rule(app, who, body).await
-}
-
-/// A category and a product with plenty of stock; returns the product id.
-async fn product(app: &TestApp, admin: &Account) -> Uuid {
-    let category = create_category(app, admin, &format!("Seeds {}", Uuid::now_v7().simple())).await;
-    let sku = format!("SKU-{}", Uuid::now_v7().simple());
-    let body = product_body(&sku, &format!("Basil {sku}"), "4.50", 10_000, category);
-    create_product(app, admin, body).await["id"].as_str().unwrap().parse().unwrap()
 }
 
 /// `POST /orders` of one item with an `Idempotency-Key` (201 asserted).

@@ -9,12 +9,12 @@ use crate::helpers::{
     greenhouse::{bearer, create_device, greenhouse, reading, report_ok, send_readings},
     quiet_app,
     rt_client::{WAIT, WsClient, id_of},
-    shop::pay,
+    shop::{open_shop_by, pay, product},
 };
 
 use super::{
-    alerts, assert_none_on, at, base, cancel_order, desired, micros, orders, place_order, product, put_desired,
-    reported, temp_rule,
+    alerts, assert_none_on, at, base, cancel_order, desired, micros, orders, place_order, put_desired, reported,
+    temp_rule,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ async fn realtime_alert_changes_are_published_and_open_alerts_are_the_snapshot()
 async fn realtime_order_changes_reach_their_customer() {
     let app = quiet_app(&[]).await;
     let boss = admin(&app).await;
-    let goods = product(&app, &boss).await;
+    let goods = product(&app, &open_shop_by(&app, &boss).await, "4.50", 10_000).await;
     let customer = register(&app, "customer").await;
     let path = orders(customer.id);
 

@@ -7,9 +7,14 @@ use mash::shop::entity::order_item as order_item_row;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{accounts::register, detail_fields, shop::items, spawn_app};
+use crate::helpers::{
+    accounts::register,
+    detail_fields,
+    shop::{items, open_shop, product},
+    spawn_app,
+};
 
-use super::{all_at_once, api_stock, assert_stock, db_stock, open_shop, order_rows, product};
+use super::{all_at_once, api_stock, assert_stock, db_stock, order_rows};
 
 // ---------------------------------------------------------------------------------------------
 // Concurrency

@@ -14,11 +14,11 @@ use crate::helpers::{
     TestApp,
     accounts::{authed, get_authed, json_of, register},
     assert_error, detail_fields,
-    shop::{items, order_ok, place},
+    shop::{items, open_shop, order_ok, place, product},
     spawn_app, spawn_app_with,
 };
 
-use super::{all_at_once, assert_stock, open_shop, order_rows, product};
+use super::{all_at_once, assert_stock, order_rows};
 
 /// Sets `created_at` of one idempotency key `hours` into the past, with a raw statement.
 async fn backdate_key(app: &TestApp, user_id: Uuid, key: &str, hours: i64) {

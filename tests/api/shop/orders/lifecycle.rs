@@ -9,11 +9,11 @@ use uuid::Uuid;
 use crate::helpers::{
     accounts::{get_authed, json_of, register, user_with_role},
     assert_error, detail_fields, ids,
-    shop::{items, money, order_ok, pay},
+    shop::{items, money, open_shop, order_ok, pay, product},
     spawn_app,
 };
 
-use super::{assert_stock, id_of, open_shop, order_rows, post_as, product};
+use super::{assert_stock, id_of, order_rows, post_as};
 
 // ---------------------------------------------------------------------------------------------
 // Cancel and the status machine

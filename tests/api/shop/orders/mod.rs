@@ -22,34 +22,12 @@ use uuid::Uuid;
 
 use crate::helpers::{
     TestApp,
-    accounts::{Account, admin, authed, json_of},
-    shop::{create_category, create_product, product_body},
+    accounts::{Account, authed, json_of},
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// An admin and a category to put products in.
-struct Shop {
-    admin: Account,
-    category_id: Uuid,
-}
-
-async fn open_shop(app: &TestApp) -> Shop {
-    let admin = admin(app).await;
-    let category_id = create_category(app, &admin, &format!("Seeds {}", Uuid::now_v7().simple())).await;
-    Shop { admin, category_id }
-}
-
-/// A product created by the shop's admin with the price given as a decimal string.
-async fn product(app: &TestApp, shop: &Shop, price: &str, stock: i64) -> Uuid {
-    let sku = format!("SKU-{}", Uuid::now_v7().simple());
-    let body = product_body(&sku, &format!("Tomato seeds {sku}"), price, stock, shop.category_id);
-    let body = create_product(app, &shop.admin, body).await;
-    assert_eq!(body["stock"], stock, "{body}");
-    body["id"].as_str().unwrap().parse().unwrap()
-}
 
 /// Stock as the public catalogue shows it.
 async fn api_stock(app: &TestApp, id: Uuid) -> i64 {

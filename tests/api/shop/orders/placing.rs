@@ -10,11 +10,11 @@ use uuid::Uuid;
 use crate::helpers::{
     accounts::{authed, get_authed, json_of, register},
     assert_error, detail_fields,
-    shop::{items, money, order_ok, place},
+    shop::{items, money, open_shop, order_ok, place, product},
     spawn_app,
 };
 
-use super::{assert_stock, db_stock, id_of, open_shop, order_rows, product};
+use super::{assert_stock, db_stock, id_of, order_rows};
 
 /// Parses a money string from a response into cents, insisting on exactly two decimals.
 fn cents_of(v: &Value) -> i64 {
