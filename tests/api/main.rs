@@ -19,7 +19,6 @@ mod notifications;
 mod platform_domain;
 mod realtime;
 mod realtime_presence;
-mod realtime_replay;
 mod shop;
 mod shop_domain;
 mod telemetry;

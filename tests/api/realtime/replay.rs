@@ -5,16 +5,14 @@
 //! follows a newer one. Events are published straight through `Realtime::publish`, as every
 //! writer does, so the tests are about the stores and not about a source.
 
-use axum::Router;
 use serde_json::{Value, json};
 
 use crate::helpers::{
     TestApp,
     accounts::{Account, register},
     greenhouse::{create_device, greenhouse},
-    redis_url,
+    quiet_app, redis_url,
     rt_client::{SseAuth, SseClient, WAIT, WsClient, id_of},
-    spawn_app_with,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -27,13 +25,13 @@ const STORES: [Store; 2] = [Store::Memory, Store::Redis];
 
 async fn app_on(store: Store, extra: &[(&str, &str)]) -> TestApp {
     let redis = redis_url();
-    let mut overrides = vec![("JOB_CONCURRENCY", "0")];
+    let mut overrides = Vec::new();
     if let Store::Redis = store {
         // Redis counters are shared with anything else using this Redis.
         overrides.extend([("REDIS_URL", redis.as_str()), ("AUTH_RATE_LIMIT_PER_MINUTE", "100000")]);
     }
     overrides.extend_from_slice(extra);
-    spawn_app_with(&overrides, Router::new()).await
+    quiet_app(&overrides).await
 }
 
 /// A customer and their `/orders/{userId}` path (an empty snapshot: no orders).
