@@ -5,6 +5,7 @@
 //! the other grower's resources (403 for a telemetry batch), and nothing changes there.
 
 mod devices;
+mod domain;
 mod growers;
 mod listing;
 mod state;

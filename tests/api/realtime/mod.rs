@@ -5,7 +5,8 @@
 //! source of events (HTTP and MQTT telemetry, desired and reported state, alerts, orders,
 //! presence), resume and reset, token expiry and re-auth, revocation, presence (across
 //! restarts, and of a dead client), the slow-consumer cut-off, limits, keep-alive, shutdown,
-//! two instances over Redis, and the two replay stores behind resume.
+//! two instances over Redis, the two replay stores behind resume, and the realtime state kept
+//! in Redis.
 //!
 //! Waits are bounded by generous timeouts (`WAIT`), never asserted on. "Nothing arrived" is
 //! shown without sleeping: ids on a path increase by exactly one per event, so the next event
@@ -16,6 +17,7 @@ mod auth;
 mod authorization;
 mod connections;
 mod presence;
+mod redis_state;
 mod replay;
 mod resume;
 mod snapshots;
