@@ -15,7 +15,6 @@ mod mfa;
 mod migrations;
 mod mqtt;
 mod notifications;
-mod platform_domain;
 mod realtime;
 mod shop;
 mod shop_domain;
