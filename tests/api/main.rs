@@ -17,6 +17,5 @@ mod mqtt;
 mod notifications;
 mod realtime;
 mod shop;
-mod shop_domain;
 mod telemetry;
 mod users;
