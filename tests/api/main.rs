@@ -2,7 +2,6 @@
 //! database: SQLite by default, PostgreSQL when `MASH_TEST_DATABASE_URL` is set.
 
 mod alerts;
-mod alerts_domain;
 mod auth;
 mod binary;
 mod conventions;

@@ -1,10 +1,12 @@
 //! Alert rules and alerts: every rule kind, the alert lifecycle and tenancy, with the job
-//! queue driven by the test (`JOB_CONCURRENCY=0`, `run_jobs`) and time moved by the app's clock.
+//! queue driven by the test (`JOB_CONCURRENCY=0`, `run_jobs`) and time moved by the app's clock;
+//! and the alert domain's functions called without HTTP (`domain.rs`).
 //!
 //! Time in these tests is the readings' own `ts` (a base an hour ago plus seconds), except for
 //! `stale`, which compares with `app.state.clock`; readings for it are stamped with that clock.
 
 mod anomaly;
+mod domain;
 mod evaluation;
 mod kinds;
 mod lifecycle;
